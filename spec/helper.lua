@@ -1,0 +1,212 @@
+--- Test helpers: start the gateway emulator on an ephemeral loopback port, talk to
+-- its /__sim/ controls, and run bin/aap as a subprocess with a controlled environment.
+-- Secrets never go into a child's argv: environment values are passed through a 0600
+-- file that the child's shell sources before it execs.
+local http = require("socket.http")
+local ltn12 = require("ltn12")
+local mime = require("mime")
+local cjson = require("cjson.safe").new()
+
+local M = {}
+
+local ROOT = (debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$")) or "."
+M.ROOT = ROOT
+M.AAP = ROOT .. "/bin/aap"
+M.ADMIN_PASSWORD = "sim-admin-Pa55"
+
+local function shquote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+M.shquote = shquote
+
+local function readfile(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+M.readfile = readfile
+
+function M.writefile(path, data, mode)
+  local f = assert(io.open(path, "wb"))
+  f:write(data)
+  f:close()
+  if mode then os.execute(("chmod %o %s"):format(mode, shquote(path))) end
+end
+
+--- A fresh temporary directory, removed by M.cleanup().
+local tmpdirs = {}
+function M.tmpdir()
+  local p = io.popen("mktemp -d /tmp/aap-spec.XXXXXX")
+  local d = p:read("l")
+  p:close()
+  tmpdirs[#tmpdirs + 1] = d
+  return d
+end
+
+function M.cleanup()
+  for _, d in ipairs(tmpdirs) do os.execute("rm -rf " .. shquote(d)) end
+  tmpdirs = {}
+end
+
+function M.mode(path)
+  local p = io.popen("stat -c %a " .. shquote(path) .. " 2>/dev/null")
+  local m = p:read("l")
+  p:close()
+  return m
+end
+
+local Sim = {}
+Sim.__index = Sim
+
+--- Start `bin/aap sim`. opts.args: extra arguments (e.g. {"--flavor", "controller"}).
+-- opts.controls defaults to true. Returns a Sim with .url, .pid, .seed.
+function M.start_sim(opts)
+  opts = opts or {}
+  local args = { "sim", "--port", "0", "--admin-password", M.ADMIN_PASSWORD }
+  if opts.controls ~= false then args[#args + 1] = "--controls" end
+  for _, a in ipairs(opts.args or {}) do args[#args + 1] = a end
+  local errlog = os.tmpname()
+  local quoted = {}
+  for i, a in ipairs(args) do quoted[i] = shquote(a) end
+  local cmd = ("echo $$; exec lua5.4 %s %s 2>%s"):format(shquote(M.AAP), table.concat(quoted, " "),
+    shquote(errlog))
+  local h = assert(io.popen(cmd, "r"))
+  local pid = h:read("l")
+  local url = h:read("l")
+  if not url or not url:match("^https?://") then
+    h:close()
+    error("aap sim did not start: " .. tostring(url) .. "\n" .. (readfile(errlog) or ""))
+  end
+  local self = setmetatable({ url = url, pid = pid, handle = h, errlog = errlog,
+                              admin_password = M.ADMIN_PASSWORD }, Sim)
+  if opts.controls ~= false then
+    local st, seed = self:control("GET", "/__sim/seed")
+    assert(st == 200, "GET /__sim/seed: " .. tostring(st))
+    self.seed = seed
+  end
+  return self
+end
+
+local function request(url, method, headers, body, tls)
+  local chunks = {}
+  local req = {
+    url = url, method = method, headers = headers,
+    source = body and ltn12.source.string(body) or nil,
+    sink = ltn12.sink.table(chunks),
+  }
+  local ok, status, resp_headers
+  if url:match("^https:") then
+    local https = require("ssl.https")
+    req.verify = tls and tls.verify or "none"
+    req.protocol = "any"
+    ok, status, resp_headers = https.request(req)
+  else
+    ok, status, resp_headers = http.request(req)
+  end
+  if not ok then return nil, status end
+  return status, table.concat(chunks), resp_headers
+end
+
+--- Raw HTTP against the sim. Returns status, body text, headers (lowercase keys).
+function Sim:raw(method, path, opts)
+  opts = opts or {}
+  local headers = {}
+  for k, v in pairs(opts.headers or {}) do headers[k] = v end
+  local body = opts.body
+  if opts.json ~= nil then
+    body = cjson.encode(opts.json)
+    headers["content-type"] = headers["content-type"] or "application/json"
+  end
+  if body then headers["content-length"] = tostring(#body) end
+  if opts.basic then
+    headers["authorization"] = "Basic " .. mime.b64(opts.basic[1] .. ":" .. opts.basic[2])
+  elseif opts.bearer then
+    headers["authorization"] = "Bearer " .. opts.bearer
+  end
+  return request(self.url .. path, method, headers, body)
+end
+
+--- Raw request, body decoded as JSON when it is JSON.
+function Sim:json(method, path, opts)
+  local st, body, headers = self:raw(method, path, opts)
+  if not st then return nil, body end
+  local decoded = cjson.decode(body)
+  return st, decoded ~= nil and decoded or body, headers
+end
+
+--- A /__sim/ control call as the admin.
+function Sim:control(method, path, body)
+  return self:json(method, path, { basic = { "admin", self.admin_password }, json = body })
+end
+
+function Sim:reset() return assert(self:control("POST", "/__sim/reset")) end
+function Sim:advance(seconds) return self:control("POST", "/__sim/clock", { advance = seconds }) end
+function Sim:fault(spec) return self:control("POST", "/__sim/faults", spec) end
+function Sim:configure(cfg) return self:control("POST", "/__sim/config", cfg) end
+function Sim:log()
+  local st, body = self:control("GET", "/__sim/log")
+  assert(st == 200, "GET /__sim/log failed")
+  return body.entries
+end
+function Sim:clear_log() return self:control("DELETE", "/__sim/log") end
+
+--- Stop with SIGTERM; returns the exit status (true when it exited 0).
+function Sim:stop()
+  if not self.handle then return true end
+  os.execute("kill -TERM " .. self.pid)
+  local ok, how, code = self.handle:close()
+  self.handle = nil
+  os.remove(self.errlog)
+  return ok, how, code
+end
+
+function Sim:stderr() return readfile(self.errlog) end
+
+--- Run bin/aap with argv (a list), opts.env (a table of variables added to a minimal
+-- environment; false removes one), opts.stdin (a string), opts.cwd.
+-- Returns { code =, stdout =, stderr = }.
+function M.run(argv, opts)
+  opts = opts or {}
+  local dir = os.tmpname()
+  os.remove(dir)
+  os.execute("mkdir -m 700 " .. shquote(dir))
+  local envf = dir .. "/env"
+  local lines = {}
+  local base = { PATH = os.getenv("PATH"), HOME = os.getenv("HOME"), LANG = "C.UTF-8",
+                 AAP_CPATH = os.getenv("AAP_CPATH") }
+  for k, v in pairs(opts.env or {}) do base[k] = v end
+  for k, v in pairs(base) do
+    if v then lines[#lines + 1] = ("export %s=%s"):format(k, shquote(v)) end
+  end
+  M.writefile(envf, table.concat(lines, "\n") .. "\n", 384)
+  M.writefile(dir .. "/in", opts.stdin or "")
+  local q = {}
+  for i, a in ipairs(argv) do q[i] = shquote(a) end
+  local cmd = ("env -i /bin/sh -c %s"):format(shquote(
+    (". %s; %sexec lua5.4 %s %s <%s >%s 2>%s"):format(shquote(envf),
+      opts.cwd and ("cd " .. shquote(opts.cwd) .. " && ") or "",
+      shquote(M.AAP), table.concat(q, " "),
+      shquote(dir .. "/in"), shquote(dir .. "/out"), shquote(dir .. "/err"))))
+  local _, _, code = os.execute(cmd)
+  local res = { code = code, stdout = readfile(dir .. "/out") or "", stderr = readfile(dir .. "/err") or "" }
+  os.execute("rm -rf " .. shquote(dir))
+  return res
+end
+
+--- Source an env file with bash (`set -a; . file`) and return the variables it sets.
+function M.source_env(path, keys)
+  local q = {}
+  for i, k in ipairs(keys) do q[i] = ('printf "%%s\\0" "${%s-<unset>}"'):format(k) end
+  local p = io.popen(("bash -c %s"):format(shquote("set -a; . " .. shquote(path) .. " >/dev/null; " ..
+    table.concat(q, "; "))))
+  local out = p:read("a")
+  p:close()
+  local vals, i = {}, 1
+  for v in out:gmatch("([^%z]*)%z") do vals[keys[i]] = v; i = i + 1 end
+  return vals
+end
+
+M.json = cjson
+return M
