@@ -208,5 +208,33 @@ function M.source_env(path, keys)
   return vals
 end
 
+--- A throwaway CA and server certificates, made with the openssl command in dir:
+-- returns { ca = path, cert = path, key = path (for 127.0.0.1, ::1 and localhost),
+--           wrong_cert = path, wrong_key = path (signed by the same CA, for wrong.example) }.
+function M.make_certs(dir)
+  local script = [[
+set -e
+cd "$1"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=aap test CA" \
+  -keyout ca.key -out ca.pem -addext basicConstraints=critical,CA:TRUE \
+  -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+mk() {
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=$1" -keyout "$2.key" -out "$2.csr" 2>/dev/null
+  printf 'subjectAltName=%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' "$3" > "$2.ext"
+  openssl x509 -req -in "$2.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+    -extfile "$2.ext" -out "$2.pem" 2>/dev/null
+}
+mk localhost server "DNS:localhost,IP:127.0.0.1,IP:::1"
+mk wrong.example wrong "DNS:wrong.example"
+chmod 600 *.key
+]]
+  local f = assert(io.open(dir .. "/mk.sh", "w"))
+  f:write(script)
+  f:close()
+  assert(os.execute("bash " .. shquote(dir .. "/mk.sh") .. " " .. shquote(dir)), "openssl failed")
+  return { ca = dir .. "/ca.pem", cert = dir .. "/server.pem", key = dir .. "/server.key",
+           wrong_cert = dir .. "/wrong.pem", wrong_key = dir .. "/wrong.key" }
+end
+
 M.json = cjson
 return M
