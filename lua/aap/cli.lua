@@ -1,15 +1,201 @@
---- The `aap` command. (Skeleton: the sub-commands land with the workflows.)
+--- The `aap` command: argument parsing, connection settings, output and exit codes.
+-- The sub-commands live in `aap.commands.*`; each registers itself on the parser.
+-- @module aap.cli
+local argparse = require("argparse")
+local config = require("aap.config")
+
 local M = {}
 
-function M.main(argv)
-  argv = argv or {}
-  if argv[1] == "sim" then
-    local rest = {}
-    for i = 2, #argv do rest[#rest + 1] = argv[i] end
-    return require("aap.sim").main(rest)
+--- Exit codes, stable for scripts.
+M.EXIT = { ok = 0, usage = 1, api = 2, auth = 3, network = 4 }
+
+local CODE_EXIT = {
+  usage = 1, io = 1, ["local"] = 1, policy = 1, interrupted = 1,
+  auth = 3, forbidden = 3, expired = 3,
+  timeout = 4, connect = 4, tls = 4,
+}
+
+--- The exit code for an error's code: 1 local, 2 server or API, 3 authentication or
+-- permission, 4 network or TLS.
+function M.exit_code(err)
+  local code = type(err) == "table" and err.code or nil
+  return CODE_EXIT[code] or M.EXIT.api
+end
+
+local EPILOG = [[
+Connection (flags win over the environment):
+  AAP_HOSTNAME (or AAP_URL, AAP_HOST, CONTROLLER_HOST)  gateway URL; https:// if no scheme
+  AAP_USERNAME (default admin), AAP_PASSWORD, AAP_PASSWORD_FILE, or --password-stdin
+  AAP_TOKEN                 use this token (Bearer) instead of a password
+  AAP_CA_FILE, AAP_VALIDATE_CERTS=false / AAP_INSECURE_SKIP_VERIFY=true, AAP_TIMEOUT
+  AAP_CLIENT_ID, AAP_CLIENT_SECRET   the OAuth application's client, for refresh
+  Passwords and tokens are never accepted on the command line.
+
+Exit codes:
+  0 ok   1 usage or local error   2 server or API error
+  3 authentication or permission   4 network or TLS]]
+
+--- A failure that ends the command: raised by handlers through ctx:fail / ctx:check and
+-- turned into one line on stderr and an exit code by M.main.
+local Fail = {}
+Fail.__index = Fail
+
+local function raise(err)
+  error(setmetatable({ err = err }, Fail), 0)
+end
+
+local Ctx = {}
+Ctx.__index = Ctx
+
+--- Writes a line to stdout.
+function Ctx:out(s) io.stdout:write(s, "\n") end
+--- Writes a diagnostic line to stderr (not with --quiet).
+function Ctx:info(s) if not self.args.quiet then io.stderr:write(s, "\n") end end
+--- Writes a warning to stderr, always.
+function Ctx:warn(s) io.stderr:write("aap: warning: ", s, "\n") end
+--- Ends the command with an error (an aap.Error or {code =, message =}).
+function Ctx:fail(err) raise(err) end
+--- Ends the command with a usage error.
+function Ctx:usage(fmt, ...) raise({ code = "usage", message = fmt:format(...) }) end
+--- Returns v, or ends the command with err.
+function Ctx:check(v, err, prefix)
+  if v == nil or v == false then
+    if prefix and type(err) == "table" then
+      err = { code = err.code, status = err.status, message = prefix .. ": " .. M.message(err) }
+    end
+    raise(err)
   end
-  io.stderr:write("aap: the command-line interface is not built yet\n")
-  return 1
+  return v
+end
+
+--- Connection options for aap.connect from the flags and environment.
+function Ctx:conn(opts)
+  local c, err = config.connection(self.args, opts)
+  if not c then raise(err) end
+  if c.insecure and not self.warned_insecure then
+    self.warned_insecure = true
+    self:warn("TLS certificate verification is OFF (--insecure / AAP_VALIDATE_CERTS=false)")
+  end
+  return c
+end
+
+--- Opens a session (and remembers it, to close it at the end).
+function Ctx:connect(opts)
+  local c = self:conn(opts)
+  local s, err = require("aap").connect(c)
+  if not s then raise(err) end
+  self.sessions[#self.sessions + 1] = s
+  return s, c
+end
+
+--- One readable line for an error, with no secret in it.
+function M.message(err)
+  if type(err) ~= "table" then return tostring(err) end
+  local mt = getmetatable(err)
+  if mt and mt.__tostring then return tostring(err) end
+  return tostring(err.message or err.code or "error")
+end
+
+--- Adds the connection flags to a command.
+function M.connection_options(cmd)
+  cmd:option("--url", "Gateway URL (default: AAP_HOSTNAME, AAP_URL, AAP_HOST, CONTROLLER_HOST).")
+  cmd:option("--username", "User name (default: AAP_USERNAME, else admin).")
+  cmd:flag("--password-stdin", "Read the password from standard input.")
+  cmd:flag("--token-stdin", "Read a token (Bearer) from standard input.")
+  cmd:option("--password"):args("?"):hidden(true)
+  cmd:option("--token"):args("?"):hidden(true)
+  cmd:option("--ca-file", "CA bundle to verify the gateway's certificate (default: AAP_CA_FILE).")
+  cmd:flag("-k --insecure", "Do not verify the TLS certificate (visible warning).")
+  cmd:option("--timeout", "Seconds per request (default: AAP_TIMEOUT, else 30).")
+  cmd:option("--flavor", "auto, gateway (AAP 2.5+) or controller (AAP 2.4).")
+    :choices({ "auto", "gateway", "controller" }):default("auto")
+  return cmd
+end
+
+--- Adds -q/--quiet.
+function M.quiet_option(cmd)
+  cmd:flag("-q --quiet", "No summary on stderr.")
+  return cmd
+end
+
+--- Registers a handler for a leaf command.
+function M.handler(cmd, fn)
+  cmd:action(function(args) args._run = fn end)
+  return cmd
+end
+
+local COMMAND_MODULES = { "aap.commands.token", "aap.commands.app", "aap.commands.misc", "aap.commands.rotate" }
+
+--- Builds the parser with every registered sub-command.
+function M.parser()
+  local aap_version = require("aap")._VERSION
+  local parser = argparse("aap", "Create, refresh, rotate, revoke and export AAP gateway tokens.")
+    :epilog(EPILOG)
+    :command_target("command")
+    :help_max_width(100)
+  parser:flag("--version", "Print the version and exit."):action(function()
+    io.stdout:write("aap ", aap_version, "\n")
+    os.exit(0)
+  end)
+  local groups = {
+    root = parser,
+    token = parser:command("token", "Create, refresh, list, show, revoke, rotate and prune tokens.")
+      :command_target("token_command"),
+    app = parser:command("app", "List, show and create OAuth applications.")
+      :command_target("app_command"),
+  }
+  parser:command("sim", "Run the local gateway emulator (see `aap sim --help`)."):handle_options(false)
+    :argument("args"):args("*")
+  for _, name in ipairs(COMMAND_MODULES) do
+    local ok, mod = pcall(require, name)
+    if ok then
+      mod.register(groups, M)
+    elseif not tostring(mod):find("module '" .. name .. "' not found", 1, true) then
+      error(mod, 0)
+    end
+  end
+  return parser
+end
+
+--- Runs the command line; returns the exit code.
+-- @tparam table argv the arguments (arg)
+-- @treturn integer exit code
+function M.main(argv)
+  local args_in = {}
+  for i = 1, #(argv or {}) do args_in[i] = argv[i] end
+  if args_in[1] == "sim" then
+    table.remove(args_in, 1)
+    return require("aap.sim").main(args_in)
+  end
+  local parser = M.parser()
+  local ok, args = parser:pparse(args_in)
+  if not ok then
+    io.stderr:write(parser:get_usage(), "\n\naap: ", tostring(args), "\n")
+    return M.EXIT.usage
+  end
+  if not args._run then
+    io.stderr:write(parser:get_help(), "\n")
+    return M.EXIT.usage
+  end
+  if args.password ~= nil or args.token ~= nil then
+    io.stderr:write("aap: secrets are not accepted on the command line (they would show in `ps`); ",
+      "use AAP_PASSWORD, AAP_PASSWORD_FILE, --password-stdin, AAP_TOKEN or --token-stdin\n")
+    return M.EXIT.usage
+  end
+  local ctx = setmetatable({ args = args, sessions = {} }, Ctx)
+  local rok, res = xpcall(args._run, function(e)
+    if getmetatable(e) == Fail then return e end
+    return { internal = tostring(e), trace = debug.traceback() }
+  end, args, ctx)
+  for _, s in ipairs(ctx.sessions) do s:close() end
+  if rok then return res or M.EXIT.ok end
+  if getmetatable(res) == Fail then
+    io.stderr:write("aap: ", M.message(res.err), "\n")
+    return M.exit_code(res.err)
+  end
+  io.stderr:write("aap: internal error: ", res.internal, "\n")
+  if os.getenv("AAP_DEBUG") then io.stderr:write(res.trace, "\n") end
+  return M.EXIT.usage
 end
 
 return M

@@ -1,0 +1,121 @@
+--- `aap app list|show|create`: the OAuth applications application tokens belong to.
+-- @module aap.commands.app
+local workflow = require("aap.workflow")
+
+local M = {}
+
+local HEADERS = { "ID", "NAME", "ORGANIZATION", "CLIENT_ID", "CLIENT_TYPE", "GRANT_TYPE" }
+
+local function row(a)
+  return { a.id, a.name or "", a.organization or "", a.client_id or "", a.client_type or "",
+           a.authorization_grant_type or "" }
+end
+
+local function public(a)
+  return { id = a.id, name = a.name, organization = a.organization, client_id = a.client_id,
+           client_type = a.client_type, authorization_grant_type = a.authorization_grant_type,
+           description = a.description, redirect_uris = a.redirect_uris }
+end
+
+local function org_id(ctx, s, org)
+  if org == nil then return nil end
+  if org:match("^%d+$") then return tonumber(org) end
+  return ctx:check(workflow.organization_id(s, org))
+end
+
+local function list(args, ctx)
+  local s = ctx:connect()
+  local filters = { organization = org_id(ctx, s, args.organization), name__icontains = args.name_contains }
+  local apps = ctx:check(s:applications(filters))
+  if args.format == "json" then
+    local items = {}
+    for i, a in ipairs(apps) do items[i] = public(a) end
+    ctx:out(require("cjson").encode(items))
+  else
+    local rows = {}
+    for i, a in ipairs(apps) do rows[i] = row(a) end
+    ctx:out(require("aap.commands.token").columns(rows, HEADERS))
+  end
+  return 0
+end
+
+local function show(args, ctx)
+  local s = ctx:connect()
+  local key = args.application:match("^%d+$") and tonumber(args.application) or args.application
+  local app = ctx:check(s:application(key, { organization = org_id(ctx, s, args.organization) }))
+  if args.format == "json" then
+    ctx:out(require("cjson").encode(public(app)))
+  else
+    ctx:out(require("aap.commands.token").columns({ row(app) }, HEADERS))
+  end
+  return 0
+end
+
+local function create(args, ctx)
+  local path = args.env_file
+  if path then ctx:check(workflow.read_env(path)) end
+  local s = ctx:connect()
+  local app = ctx:check(s:create_application({
+    name = args.name, organization = org_id(ctx, s, args.organization),
+    client_type = args.client_type, authorization_grant_type = args.grant_type,
+    redirect_uris = args.redirect_uris or "", description = args.description or "",
+  }))
+  local values = { { "AAP_CLIENT_ID", app.client_id } }
+  if app.client_secret and app.client_secret ~= "$encrypted$" then
+    values[2] = { "AAP_CLIENT_SECRET", app.client_secret }
+  end
+  if path then
+    local ok, err = workflow.save(path, values)
+    if not ok then
+      ctx:warn("application id=" .. app.id .. " was created, but its client secret could not be saved; " ..
+        "delete and re-create it")
+      ctx:fail(err)
+    end
+  end
+  if args.format == "json" then
+    local out = public(app)
+    out.client_secret = values[2] and values[2][2] or nil
+    ctx:out(require("cjson").encode(out))
+  elseif args.format == "env" then
+    io.stdout:write(require("aap.export").format("env", values, {}))
+  end
+  ctx:info(("created application id=%d %q%s"):format(app.id, app.name,
+    path and (" -> " .. path .. " (AAP_CLIENT_ID" .. (values[2] and ", AAP_CLIENT_SECRET" or "") .. ")") or ""))
+  if not path and not args.format then
+    ctx:warn("the client secret is shown only once and was not saved: pass --env-file or --format")
+  end
+  return 0
+end
+
+function M.register(groups, cli)
+  local app = groups.app
+  local l = app:command("list", "List applications (all pages).")
+  l:option("--organization", "Organization name or id.")
+  l:option("--name-contains", "Case-insensitive part of the name.")
+  l:option("--format", "table or json."):choices({ "table", "json" }):default("table")
+  cli.connection_options(l)
+  cli.handler(l, list)
+
+  local sh = app:command("show", "Show one application, by name (unique) or id.")
+  sh:argument("application", "Name or id.")
+  sh:option("--organization", "Organization name or id, when the name is not unique.")
+  sh:option("--format", "table or json."):choices({ "table", "json" }):default("table")
+  cli.connection_options(sh)
+  cli.handler(sh, show)
+
+  local c = app:command("create", "Create an OAuth application (its client secret is shown once).")
+  c:option("--name", "Application name."):args(1):count(1)
+  c:option("--organization", "Organization name or id."):default("Default")
+  c:option("--client-type", "confidential or public."):choices({ "confidential", "public" }):default("confidential")
+  c:option("--grant-type", "password or authorization-code."):choices({ "password", "authorization-code" })
+    :default("password")
+  c:option("--redirect-uris", "Space-separated redirect URIs.")
+  c:option("--description", "Description.")
+  c:option("--env-file", "Write AAP_CLIENT_ID and AAP_CLIENT_SECRET to this env file.")
+  c:option("--format", "Print the client to stdout: env or json."):choices({ "env", "json" })
+  cli.connection_options(c)
+  cli.quiet_option(c)
+  cli.handler(c, create)
+end
+
+return M

@@ -1,0 +1,311 @@
+--- `aap token create|refresh|list|show|revoke`: the lesson's workflows from the shell.
+-- @module aap.commands.token
+local aap = require("aap")
+local workflow = require("aap.workflow")
+local state = require("aap.state")
+
+local M = {}
+
+local FORMATS = { "env", "shell", "json", "k8s-secret" }
+
+local function iso(t)
+  return t and aap.format_time(t) or "never"
+end
+
+--- One line about a token, without its value.
+function M.summary(verb, tok, where)
+  local s = ("%s %s token id=%s scope=%s expires=%s"):format(verb, tok.kind or "?", tostring(tok.id or "?"),
+    tostring(tok.scope or "?"), iso(tok.expires))
+  if where then s = s .. " -> " .. where end
+  return s
+end
+
+local function output_options(cmd, with_env)
+  if with_env ~= false then
+    cmd:option("--env-file", "Env file to write (default: AAP_ENV_FILE, else .env; not with --format alone).")
+  end
+  cmd:option("--format", "Print the token to stdout: env, shell (export lines), json, or k8s-secret.")
+    :choices(FORMATS)
+  cmd:flag("--show-token", "Also print the token (KEY=value) on stdout.")
+  cmd:option("--key", "Env key for the access token (default AAP_PAT for a PAT, AAP_TOKEN otherwise).")
+  cmd:option("--refresh-key", "Env key for the refresh token (default REFRESH_TOKEN).")
+  cmd:option("--secret-name", "metadata.name for --format k8s-secret."):default("aap-token")
+  cmd:option("--namespace", "metadata.namespace for --format k8s-secret.")
+end
+
+--- Where the token goes: the env file path (or nil) and the stdout format (or nil).
+local function destinations(args)
+  local fmt = args.format
+  if not fmt and args.show_token then fmt = "env" end
+  local path = args.env_file
+  if not path and not args.format then
+    path = os.getenv("AAP_ENV_FILE")
+    if not path or path == "" then path = ".env" end
+  end
+  return path, fmt
+end
+
+local function keys_for(args, kind)
+  local key = args.key or (kind == "personal" and workflow.KEYS.pat or workflow.KEYS.token)
+  return key, args.refresh_key or workflow.KEYS.refresh
+end
+
+local function values_for(tok, key, rkey)
+  local values = { { key, tok.token } }
+  if tok.refresh_token then values[2] = { rkey, tok.refresh_token } end
+  return values
+end
+
+--- Prints the values in the chosen format.
+function M.print_format(ctx, fmt, values, tok)
+  local export = require("aap.export")
+  local text, err = export.format(fmt, values, {
+    id = tok.id, kind = tok.kind, scope = tok.scope, expires = tok.expires,
+    name = ctx.args.secret_name, namespace = ctx.args.namespace,
+  })
+  ctx:check(text, err)
+  io.stdout:write(text)
+  if text:sub(-1) ~= "\n" then io.stdout:write("\n") end
+end
+
+local function validate_key(ctx, key)
+  if not key:match("^[A-Za-z_][A-Za-z0-9_]*$") then ctx:usage("%q is not a valid env key", key) end
+end
+
+local function create(args, ctx)
+  local path, fmt = destinations(args)
+  local kind = args.application and "application" or "personal"
+  local key, rkey = keys_for(args, kind)
+  validate_key(ctx, key)
+  validate_key(ctx, rkey)
+  if path then ctx:check(workflow.read_env(path)) end -- fail before anything is created
+  local s, conn = ctx:connect()
+  local app = args.application
+  if app and app:match("^%d+$") then app = tonumber(app) end
+  local org = args.organization
+  if org and org:match("^%d+$") then org = tonumber(org) end
+  local tok, err = workflow.create(s, conn, {
+    application = app, organization = org, scope = args.scope, verify = not args.no_verify,
+    description = args.description or ("aap " .. os.date("!%Y-%m-%d")),
+  })
+  ctx:check(tok, err)
+  local values = values_for(tok, key, rkey)
+  if path then
+    local records = { [key] = state.record(tok, { refresh_key = tok.refresh_token and rkey or nil }) }
+    local ok, werr = workflow.save(path, values, records)
+    if not ok then
+      -- Nobody has the new token: delete it rather than leave it behind on the server.
+      local dok = s:delete_token(tok.id)
+      ctx:fail({ code = werr.code or "io", message = M.message(werr) ..
+        (dok and " (the new token was deleted again)" or (" (the new token id=" .. tok.id ..
+        " could not be deleted; revoke it with `aap token revoke " .. tok.id .. "`)")) })
+    end
+  end
+  if fmt then M.print_format(ctx, fmt, values, tok) end
+  local summary = M.summary("created", tok, path and (path .. " (" .. key ..
+    (tok.refresh_token and (", " .. rkey) or "") .. ")"))
+  if fmt then ctx:info(summary) elseif not args.quiet then ctx:out(summary) end
+  return 0
+end
+
+M.message = function(err) return require("aap.cli").message(err) end
+
+local function refresh(args, ctx)
+  local path = args.env_file or os.getenv("AAP_ENV_FILE") or ".env"
+  local key, rkey = keys_for(args, "application")
+  local doc = ctx:check(workflow.read_env(path))
+  local rt = doc:get(rkey)
+  if not rt or rt == "" then ctx:usage("%s holds no %s to refresh with", path, rkey) end
+  local client = ctx:check(require("aap.config").client(doc))
+  local conn = ctx:conn({ anonymous = true })
+  -- The gateway deletes the old token the moment it answers: make sure the file can be replaced first.
+  ctx:check(workflow.preflight(path, doc))
+  local tok, err = workflow.refresh(conn, { refresh_token = rt, client_id = client.client_id,
+                                           client_secret = client.client_secret, scope = args.scope })
+  if not tok and err and err.code == "expired" then
+    ctx:fail({ code = "expired", message = "the refresh token in " .. path ..
+      " has expired; create a new token with `aap token create --application NAME`" })
+  end
+  ctx:check(tok, err)
+  local values = values_for(tok, key, rkey)
+  local me, verr = workflow.verify(conn, tok.token)
+  local raw = me and workflow.identify(conn, tok.token) or nil
+  if raw then
+    tok.id, tok.application, tok.user = raw.id, raw.application, raw.user
+    tok.created = raw.created and aap.parse_time(raw.created) or nil
+  end
+  local old = (ctx:check(state.load(path)).keys[key]) or {}
+  local record = state.record(tok, { refresh_key = rkey, application = tok.application or old.application })
+  local ok, werr = workflow.save(path, values, { [key] = record })
+  if not ok then
+    ctx:fail({ code = "io", message = "refreshed, but could not write " .. path .. ": " .. M.message(werr) ..
+      "; the old token no longer works" })
+  end
+  if not me then
+    ctx:warn("the refreshed token was saved but did not pass the check: " .. M.message(verr))
+  end
+  local fmt = args.format or (args.show_token and "env") or nil
+  if fmt then M.print_format(ctx, fmt, values, tok) end
+  ctx:info(M.summary("refreshed", tok, path))
+  return me and 0 or require("aap.cli").exit_code(verr)
+end
+
+local function columns(rows, headers)
+  local widths = {}
+  for i, h in ipairs(headers) do widths[i] = #h end
+  for _, r in ipairs(rows) do
+    for i, v in ipairs(r) do widths[i] = math.max(widths[i], #tostring(v)) end
+  end
+  local out = {}
+  local function line(r)
+    local cells = {}
+    for i, v in ipairs(r) do cells[i] = ("%-" .. widths[i] .. "s"):format(tostring(v)) end
+    out[#out + 1] = (table.concat(cells, "  "):gsub("%s+$", ""))
+  end
+  line(headers)
+  for _, r in ipairs(rows) do line(r) end
+  return table.concat(out, "\n")
+end
+M.columns = columns
+
+local function token_row(t)
+  return { t.id, t.kind, t.user or "", t.application or "", t.scope or "", iso(t.created), iso(t.expires),
+           iso(t.last_used), t.description or "" }
+end
+
+local TOKEN_HEADERS = { "ID", "KIND", "USER", "APP", "SCOPE", "CREATED", "EXPIRES", "LAST_USED", "DESCRIPTION" }
+
+local function public_token(t)
+  return { id = t.id, kind = t.kind, user = t.user, application = t.application, scope = t.scope,
+           description = t.description, created = t.created and iso(t.created) or nil,
+           expires = t.expires and iso(t.expires) or nil,
+           last_used = t.last_used and iso(t.last_used) or nil }
+end
+
+local function list(args, ctx)
+  local s = ctx:connect()
+  local filters = {}
+  if args.application then
+    local app = args.application
+    if not app:match("^%d+$") then
+      app = ctx:check(s:application(app, {})).id
+    end
+    filters.application = tonumber(app)
+  end
+  if args.user then filters.user = args.user end
+  if args.kind == "personal" then filters.application__isnull = "true" end
+  if args.kind == "application" then filters.application__isnull = "false" end
+  local rows, items = {}, {}
+  for tok, err in s:each_token(filters) do
+    ctx:check(tok, err)
+    rows[#rows + 1] = token_row(tok)
+    items[#items + 1] = public_token(tok)
+  end
+  if args.format == "json" then
+    ctx:out(require("cjson").encode(items))
+  else
+    ctx:out(columns(rows, TOKEN_HEADERS))
+  end
+  return 0
+end
+
+local function show(args, ctx)
+  local s = ctx:connect()
+  local id = tonumber(args.id)
+  local tok = ctx:check(s:token(id))
+  if args.format == "json" then
+    ctx:out(require("cjson").encode(public_token(tok)))
+  else
+    ctx:out(columns({ token_row(tok) }, TOKEN_HEADERS))
+  end
+  return 0
+end
+
+local function revoke(args, ctx)
+  if args.id and args.env_file then ctx:usage("give a token id or --env-file, not both") end
+  if not args.id and not args.env_file then ctx:usage("give a token id or --env-file PATH") end
+  local s, conn = ctx:connect()
+  if args.id then
+    local id = tonumber(args.id)
+    ctx:check(s:delete_token(id))
+    ctx:info(("revoked token id=%d"):format(id))
+    return 0
+  end
+  local path = args.env_file
+  local doc = ctx:check(workflow.read_env(path))
+  local key = args.key
+  if not key then
+    key = doc:get(workflow.KEYS.token) and workflow.KEYS.token or workflow.KEYS.pat
+  end
+  local value = doc:get(key)
+  if not value or value == "" then ctx:usage("%s holds no %s", path, key) end
+  local st = ctx:check(state.load(path))
+  local rec = st.keys[key] or {}
+  local rkey = args.refresh_key or rec.refresh_key or workflow.KEYS.refresh
+  -- The value is the authority: find the id by using the token, fall back to the recorded id.
+  local raw, ierr = workflow.identify(conn, value)
+  local id = raw and raw.id or nil
+  if not id and ierr and ierr.code == "auth" then
+    ctx:info(("%s in %s no longer works; removing it from the file"):format(key, path))
+  elseif not id then
+    ctx:check(nil, ierr, "cannot find the token's id")
+  end
+  if id then
+    local ok, derr = s:delete_token(id)
+    if not ok and not (derr and derr.code == "not_found") then ctx:fail(derr) end
+  end
+  local remove = { key }
+  if doc:get(rkey) and (rec.kind == "application" or key == workflow.KEYS.token) then remove[2] = rkey end
+  ctx:check(workflow.save(path, {}, {}, remove))
+  ctx:info(("revoked token id=%s; removed %s from %s"):format(tostring(id or rec.id or "?"),
+    table.concat(remove, ", "), path))
+  return 0
+end
+
+--- Registers the token sub-commands.
+function M.register(groups, cli)
+  local token = groups.token
+  local c = token:command("create", "Create a PAT, or an application token with --application; verify it; save it.")
+  c:option("--application", "Application name or id: create an application token (superuser only).")
+  c:option("--organization", "Organization name or id, when the application's name is not unique.")
+  c:option("--description", "Token description.")
+  c:option("--scope", "read or write (default write)."):choices({ "read", "write" })
+  c:flag("--no-verify", "Skip the check that the new token works (GET me/ with it).")
+  output_options(c)
+  cli.connection_options(c)
+  cli.quiet_option(c)
+  cli.handler(c, create)
+
+  local r = token:command("refresh", "Refresh an application token with its refresh token; write the new pair.")
+  r:option("--env-file", "Env file holding the refresh token (default: AAP_ENV_FILE, else .env).")
+  r:option("--scope", "Ask for a narrower scope."):choices({ "read", "write" })
+  output_options(r, false)
+  cli.connection_options(r)
+  cli.quiet_option(r)
+  cli.handler(r, refresh)
+
+  local l = token:command("list", "List tokens (values are never shown by the gateway).")
+  l:option("--application", "Only this application's tokens (name or id).")
+  l:option("--user", "Only this user's tokens (id).")
+  l:option("--kind", "personal or application."):choices({ "personal", "application" })
+  l:option("--format", "table or json."):choices({ "table", "json" }):default("table")
+  cli.connection_options(l)
+  cli.handler(l, list)
+
+  local sh = token:command("show", "Show one token.")
+  sh:argument("id", "Token id."):convert(function(v) return v:match("^%d+$") and v or nil end)
+  sh:option("--format", "table or json."):choices({ "table", "json" }):default("table")
+  cli.connection_options(sh)
+  cli.handler(sh, show)
+
+  local rv = token:command("revoke", "Revoke (DELETE) a token by id, or the one in an env file.")
+  rv:argument("id", "Token id."):args("?"):convert(function(v) return v:match("^%d+$") and v or nil end)
+  rv:option("--env-file", "Revoke the token in this env file and remove it from the file.")
+  rv:option("--key", "Env key of the token (default AAP_TOKEN if present, else AAP_PAT).")
+  rv:option("--refresh-key", "Env key of the refresh token (default REFRESH_TOKEN).")
+  cli.connection_options(rv)
+  cli.quiet_option(rv)
+  cli.handler(rv, revoke)
+end
+
+return M

@@ -1,0 +1,167 @@
+--- Connection settings for the `aap` command: flags first, then the environment,
+-- following the conventions of AAP's own tools (AAP_HOSTNAME, AAP_USERNAME, ...).
+-- Secrets come only from the environment, a file or standard input, never from argv.
+-- @module aap.config
+local M = {}
+
+local getenv = os.getenv
+
+--- A local error (exit code 1): a table with code "usage" and a message.
+local ConfigError = {}
+ConfigError.__index = ConfigError
+ConfigError.__tostring = function(e) return e.message end
+
+local function fail(fmt, ...)
+  return nil, setmetatable({ code = "usage", message = fmt:format(...) }, ConfigError)
+end
+M.fail = fail
+
+local TRUE = { ["1"] = true, ["true"] = true, yes = true, on = true }
+local FALSE = { ["0"] = true, ["false"] = true, no = true, off = true }
+
+--- Strict boolean parsing: 1/true/yes/on and 0/false/no/off (any case); anything else is an error.
+-- @tparam string name the variable's name, for the message
+-- @tparam ?string value
+-- @treturn ?boolean the value (nil when unset or empty)
+-- @treturn ?table error
+function M.boolean(name, value)
+  if value == nil or value == "" then return nil end
+  local v = value:lower()
+  if TRUE[v] then return true end
+  if FALSE[v] then return false end
+  return fail("%s must be true or false (1/0, yes/no, on/off), not %q", name, value)
+end
+
+--- Positive number of seconds (e.g. "30", "2.5").
+function M.seconds(name, value)
+  if value == nil or value == "" then return nil end
+  local n = tonumber(value)
+  if not n or n <= 0 or n ~= n or n == math.huge then
+    return fail("%s must be a positive number of seconds, not %q", name, value)
+  end
+  return n
+end
+
+local function first_env(names)
+  for _, n in ipairs(names) do
+    local v = getenv(n)
+    if v and v ~= "" then return v, n end
+  end
+end
+
+--- The gateway's base URL from --url or AAP_HOSTNAME / AAP_URL / AAP_HOST / CONTROLLER_HOST.
+-- A bare host name gets https://. A trailing slash or path is dropped from the base.
+function M.url(flag)
+  local v, from = flag, "--url"
+  if not v or v == "" then v, from = first_env({ "AAP_HOSTNAME", "AAP_URL", "AAP_HOST", "CONTROLLER_HOST" }) end
+  if not v then
+    return fail("no gateway URL: set AAP_HOSTNAME (or AAP_URL) or pass --url")
+  end
+  if v:find("[%z\r\n%s]") then return fail("%s holds white space or control characters", from) end
+  if not v:find("^%a[%w+.-]*://") then v = "https://" .. v end
+  local scheme = v:match("^(%a[%w+.-]*)://"):lower()
+  if scheme ~= "http" and scheme ~= "https" then
+    return fail("%s must be an http:// or https:// URL", from)
+  end
+  if v:match("^%a+://[^/]*@") then
+    return fail("%s must not carry credentials; use AAP_USERNAME and AAP_PASSWORD", from)
+  end
+  v = v:gsub("/+$", "")
+  return v
+end
+
+local function read_secret_file(path, what)
+  local f, err = io.open(path, "rb")
+  if not f then return fail("cannot read %s file: %s", what, err) end
+  local s = f:read("a") or ""
+  f:close()
+  s = s:gsub("\r?\n$", "")
+  if s == "" then return fail("%s file %s is empty", what, path) end
+  return s
+end
+
+--- Reads a secret from standard input (one line, or the whole input without the final newline).
+function M.read_stdin(what)
+  local s = io.stdin:read("a") or ""
+  s = s:gsub("\r?\n$", "")
+  if s == "" then return fail("no %s on standard input", what) end
+  if s:find("[\r\n]") then return fail("%s on standard input holds more than one line", what) end
+  return s
+end
+
+--- Builds the options for aap.connect from parsed flags and the environment.
+-- @tparam table args parsed flags: url, username, password_stdin, ca_file, insecure, timeout, flavor
+-- @tparam ?table opts `anonymous = true` when the call needs no credentials (refresh)
+-- @treturn table options for aap.connect, or nil, err
+function M.connection(args, opts)
+  opts = opts or {}
+  local url, err = M.url(args.url)
+  if not url then return nil, err end
+  local c = { url = url, user_agent = "aap/" .. (require("aap")._VERSION) }
+
+  local insecure = args.insecure or nil
+  if insecure == nil then
+    local validate, e1 = M.boolean("AAP_VALIDATE_CERTS", getenv("AAP_VALIDATE_CERTS"))
+    if e1 then return nil, e1 end
+    local skip, e2 = M.boolean("AAP_INSECURE_SKIP_VERIFY", getenv("AAP_INSECURE_SKIP_VERIFY"))
+    if e2 then return nil, e2 end
+    if validate == false or skip == true then insecure = true end
+  end
+  c.insecure = insecure or false
+  c.ca_file = args.ca_file or getenv("AAP_CA_FILE")
+  if c.ca_file == "" then c.ca_file = nil end
+  local t, e3 = M.seconds("--timeout/AAP_TIMEOUT", args.timeout or getenv("AAP_TIMEOUT"))
+  if e3 then return nil, e3 end
+  c.timeout = t
+  c.flavor = args.flavor or "auto"
+  if opts.anonymous then return c end
+
+  local token = getenv("AAP_TOKEN")
+  if args.token_stdin then
+    local s, e = M.read_stdin("token")
+    if not s then return nil, e end
+    token = s
+  end
+  if token and token ~= "" and not args.password_stdin then
+    c.token = token
+    return c
+  end
+  c.username = args.username or getenv("AAP_USERNAME")
+  if not c.username or c.username == "" then c.username = "admin" end
+  local password
+  if args.password_stdin then
+    local s, e = M.read_stdin("password")
+    if not s then return nil, e end
+    password = s
+  else
+    local pf = getenv("AAP_PASSWORD_FILE")
+    if pf and pf ~= "" then
+      local s, e = read_secret_file(pf, "AAP_PASSWORD_FILE")
+      if not s then return nil, e end
+      password = s
+    else
+      password = getenv("AAP_PASSWORD")
+    end
+  end
+  if not password or password == "" then
+    return fail("no credentials: set AAP_PASSWORD (or AAP_PASSWORD_FILE, --password-stdin) or AAP_TOKEN")
+  end
+  c.password = password
+  return c
+end
+
+--- OAuth client credentials for refresh: AAP_CLIENT_ID / AAP_CLIENT_SECRET, else the same keys
+-- in the env file document, if it holds them.
+function M.client(doc)
+  local id = getenv("AAP_CLIENT_ID")
+  local secret = getenv("AAP_CLIENT_SECRET")
+  if (not id or id == "") and doc then id = doc:get("AAP_CLIENT_ID") end
+  if (not secret or secret == "") and doc then secret = doc:get("AAP_CLIENT_SECRET") end
+  if not id or id == "" then
+    return fail("no OAuth client id: set AAP_CLIENT_ID (the application's client_id)")
+  end
+  if secret == "" then secret = nil end
+  return { client_id = id, client_secret = secret }
+end
+
+return M

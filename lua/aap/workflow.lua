@@ -1,0 +1,160 @@
+--- The lesson's workflows, as Lua an operator can change without recompiling:
+-- create a PAT or an application token and prove it works, refresh an application token,
+-- find a token's id from its value, revoke, and save the result to an env file.
+-- Every function returns its result, or nil and an error (an aap.Error from the C core,
+-- or a table {code =, message =} for local failures); none raises on a runtime failure.
+-- @module aap.workflow
+local aap = require("aap")
+local envfile = require("aap.env")
+local state = require("aap.state")
+
+local M = {}
+
+--- Default env keys, the lesson's names.
+M.KEYS = { pat = "AAP_PAT", token = "AAP_TOKEN", refresh = "REFRESH_TOKEN" }
+
+local function local_error(code, message)
+  return setmetatable({ code = code, message = message },
+    { __tostring = function(e) return e.code .. ": " .. e.message end })
+end
+M.error = local_error
+
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = v end
+  return c
+end
+
+--- Options for a Bearer session with a token value, from a connection table.
+function M.bearer(conn, token_value)
+  local c = copy(conn)
+  c.username, c.password = nil, nil
+  c.token = token_value
+  return c
+end
+
+--- Proves a token works: GET me/ with it as a Bearer token.
+-- @treturn table the user it belongs to, or nil, err
+function M.verify(conn, token_value)
+  local s, err = aap.connect(M.bearer(conn, token_value))
+  if not s then return nil, err end
+  local me, merr = s:me()
+  s:close()
+  return me, merr
+end
+
+--- Finds the id of a token from its value. Using a token sets its `last_used`, so the
+-- user's token used most recently is this one (a gateway never lets you filter on values).
+-- @treturn table the token's raw (masked) object, or nil, err
+function M.identify(conn, token_value)
+  local s, err = aap.connect(M.bearer(conn, token_value))
+  if not s then return nil, err end
+  local me, merr = s:me()
+  if not me then s:close() return nil, merr end
+  local status, body = s:request("GET", ("users/%d/tokens/"):format(me.id), {
+    query = { last_used__isnull = "false", order_by = "-last_used", page_size = "1" } })
+  s:close()
+  if not status then return nil, body end
+  local first = status == 200 and type(body) == "table" and type(body.results) == "table" and body.results[1]
+  if not first then
+    return nil, local_error("not_found", "the gateway lists no token used by this user (HTTP " .. status .. ")")
+  end
+  return first
+end
+
+--- Creates a token the lesson's way and proves it works before anyone relies on it.
+-- @tparam Session s an admin session (app tokens need a superuser)
+-- @tparam table conn the connection options (for the Bearer check)
+-- @tparam table opts application (name or id; nil for a PAT), organization, description, scope
+-- @treturn Token the new token (with its secret values), the application table or nil, the user
+-- @usage local tok, app = workflow.create(s, conn, { application = "RHDH Integration" })
+function M.create(s, conn, opts)
+  local app
+  if opts.application ~= nil then
+    local err
+    app, err = s:application(opts.application, { organization = opts.organization })
+    if not app then return nil, err end
+  end
+  local tok, err = s:create_token({ application = app and app.id or nil,
+                                    description = opts.description, scope = opts.scope })
+  if not tok then return nil, err end
+  if not tok.token or (app and not tok.refresh_token) then
+    s:delete_token(tok.id)
+    return nil, local_error("bad_response", "the gateway did not return the new token's value")
+  end
+  if opts.verify ~= false then
+    local me, verr = M.verify(conn, tok.token)
+    if not me then
+      s:delete_token(tok.id)
+      return nil, local_error(verr.code or "auth", "the new token did not work, so it was deleted: " ..
+        tostring(verr.message or verr))
+    end
+  end
+  return tok, app
+end
+
+--- Refreshes an application token at the token endpoint. The gateway deletes the old access
+-- token at once and revokes the old refresh token: the caller must save the result.
+-- @tparam table conn connection options (no credentials needed)
+-- @tparam table opts refresh_token, client_id, client_secret, scope
+-- @treturn Token the new pair (no id), or nil, err
+function M.refresh(conn, opts)
+  local c = copy(conn)
+  c.username, c.password, c.token = nil, nil, nil
+  local s, err = aap.connect(c)
+  if not s then return nil, err end
+  local tok, rerr = s:refresh(opts)
+  s:close()
+  return tok, rerr
+end
+
+--- The id of an organization, from its name.
+function M.organization_id(s, name)
+  local status, body = s:request("GET", "organizations/", { query = { name = name } })
+  if not status then return nil, body end
+  if status ~= 200 or type(body) ~= "table" or type(body.results) ~= "table" then
+    return nil, local_error(status == 403 and "forbidden" or "server",
+      ("cannot list organizations (HTTP %d)"):format(status))
+  end
+  if #body.results == 0 then return nil, local_error("not_found", ("no organization named %q"):format(name)) end
+  return body.results[1].id
+end
+
+--- Reads an env file, failing early when it cannot be read or parsed.
+function M.read_env(path)
+  return envfile.read(path)
+end
+
+--- Checks that an env file can be replaced, by rewriting it unchanged (atomic, 0600).
+-- Used before an operation that invalidates the old token (refresh), so that the new pair
+-- cannot be lost to a read-only directory.
+function M.preflight(path, doc)
+  local ok, err = aap.os.write_atomic(path, doc:serialize(), 384)
+  if not ok then return nil, local_error("io", tostring(err)) end
+  return true
+end
+
+--- Saves token values to an env file and their ids to its state file.
+-- @tparam string path the env file
+-- @tparam table values ordered list of {key, value}
+-- @tparam table records map key → state record (aap.state.record), or nil
+-- @tparam ?table remove keys to remove from the file
+function M.save(path, values, records, remove)
+  local doc, err = envfile.read(path)
+  if not doc then return nil, err end
+  for _, kv in ipairs(values) do doc:set(kv[1], kv[2]) end
+  for _, k in ipairs(remove or {}) do doc:unset(k) end
+  local ok, werr = aap.os.write_atomic(path, doc:serialize(), 384)
+  if not ok then return nil, local_error("io", tostring(werr)) end
+  if records then
+    local st, serr = state.load(path)
+    if not st then return nil, serr end
+    for k, r in pairs(records) do st.keys[k] = r or nil end
+    for _, k in ipairs(remove or {}) do st.keys[k] = nil end
+    local sok, serr2 = state.save(path, st)
+    if not sok then return nil, serr2 end
+  end
+  return true
+end
+
+return M
