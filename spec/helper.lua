@@ -9,7 +9,14 @@ local cjson = require("cjson.safe").new()
 
 local M = {}
 
-local ROOT = (debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$")) or "."
+local function absolute(dir)
+  if dir:sub(1, 1) == "/" then return dir end
+  local p = io.popen("cd " .. "'" .. dir:gsub("'", "'\\''") .. "'" .. " && pwd")
+  local abs = p:read("l")
+  p:close()
+  return abs
+end
+local ROOT = absolute((debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$")) or ".")
 M.ROOT = ROOT
 M.AAP = ROOT .. "/bin/aap"
 M.ADMIN_PASSWORD = "sim-admin-Pa55"
@@ -165,7 +172,8 @@ end
 function Sim:stderr() return readfile(self.errlog) end
 
 --- Run bin/aap with argv (a list), opts.env (a table of variables added to a minimal
--- environment; false removes one), opts.stdin (a string), opts.cwd.
+-- environment; false removes one), opts.stdin (a string), opts.cwd, opts.wrap (a command
+-- list to run it under, e.g. strace).
 -- Returns { code =, stdout =, stderr = }.
 function M.run(argv, opts)
   opts = opts or {}
@@ -184,9 +192,11 @@ function M.run(argv, opts)
   M.writefile(dir .. "/in", opts.stdin or "")
   local q = {}
   for i, a in ipairs(argv) do q[i] = shquote(a) end
+  local w = {}
+  for i, a in ipairs(opts.wrap or {}) do w[i] = shquote(a) .. " " end
   local cmd = ("env -i /bin/sh -c %s"):format(shquote(
-    (". %s; %sexec lua5.4 %s %s <%s >%s 2>%s"):format(shquote(envf),
-      opts.cwd and ("cd " .. shquote(opts.cwd) .. " && ") or "",
+    (". %s; %sexec %slua5.4 %s %s <%s >%s 2>%s"):format(shquote(envf),
+      opts.cwd and ("cd " .. shquote(opts.cwd) .. " && ") or "", table.concat(w),
       shquote(M.AAP), table.concat(q, " "),
       shquote(dir .. "/in"), shquote(dir .. "/out"), shquote(dir .. "/err"))))
   local _, _, code = os.execute(cmd)

@@ -1,0 +1,575 @@
+-- The `aap` command driven as a subprocess against the emulator: every command, the
+-- environment variables, the exit codes, and that no secret leaks to stdout/stderr/argv.
+local helper = require("helper")
+local cjson = require("cjson")
+
+describe("aap command", function()
+  local sim, base
+
+  setup(function()
+    sim = helper.start_sim()
+    base = { AAP_HOSTNAME = sim.url, AAP_PASSWORD = sim.admin_password }
+  end)
+  teardown(function()
+    assert.is_true((sim:stop()))
+    helper.cleanup()
+  end)
+  before_each(function() sim:reset() end)
+
+  local function env(extra)
+    local e = {}
+    for k, v in pairs(base) do e[k] = v end
+    for k, v in pairs(extra or {}) do e[k] = v end
+    return e
+  end
+
+  local function aap(argv, extra, opts)
+    opts = opts or {}
+    opts.env = env(extra)
+    return helper.run(argv, opts)
+  end
+
+  local function no_secret(res, ...)
+    for _, s in ipairs({ sim.admin_password, ... }) do
+      assert.is_nil(res.stderr:find(s, 1, true), "secret on stderr")
+    end
+  end
+
+  local function token_count()
+    local st, body = sim:control("GET", "/api/gateway/v1/tokens/?page_size=1")
+    assert.equal(200, st)
+    return body.count
+  end
+
+  local function bearer_status(token)
+    local st = sim:raw("GET", "/api/gateway/v1/me/", { bearer = token })
+    return st
+  end
+
+  describe("basics", function()
+    it("prints its version", function()
+      local r = aap({ "--version" })
+      assert.equal(0, r.code)
+      assert.matches("^aap %d+%.%d+%.%d+", r.stdout)
+    end)
+
+    it("shows help and exits 1 without a command", function()
+      local r = aap({})
+      assert.equal(1, r.code)
+      assert.matches("Usage", r.stderr)
+    end)
+
+    it("documents the exit codes in --help", function()
+      local r = aap({ "--help" })
+      assert.equal(0, r.code)
+      assert.matches("3 authentication or permission", r.stdout, 1, true)
+      assert.matches("4 network or TLS", r.stdout, 1, true)
+    end)
+
+    it("refuses a password or token in argv without echoing it", function()
+      for _, flag in ipairs({ "--password", "--token" }) do
+        local r = aap({ "whoami", flag, "hunter2-secret" })
+        assert.equal(1, r.code)
+        assert.matches("not accepted on the command line", r.stderr)
+        assert.is_nil(r.stderr:find("hunter2-secret", 1, true))
+      end
+    end)
+
+    it("rejects an unknown option with exit 1", function()
+      local r = aap({ "token", "create", "--nope" })
+      assert.equal(1, r.code)
+    end)
+
+    it("pings and tells the flavor", function()
+      local r = aap({ "ping" })
+      assert.equal(0, r.code, r.stderr)
+      assert.matches("^gateway ", r.stdout)
+    end)
+
+    it("says who the credentials belong to", function()
+      local r = aap({ "whoami", "--format", "json" })
+      assert.equal(0, r.code, r.stderr)
+      local me = cjson.decode(r.stdout)
+      assert.equal("admin", me.username)
+      assert.is_true(me.is_superuser)
+    end)
+  end)
+
+  describe("connection settings", function()
+    it("takes the URL from AAP_URL, AAP_HOST and CONTROLLER_HOST too", function()
+      for _, var in ipairs({ "AAP_URL", "AAP_HOST", "CONTROLLER_HOST" }) do
+        local r = aap({ "whoami" }, { AAP_HOSTNAME = false, [var] = sim.url })
+        assert.equal(0, r.code, var .. ": " .. r.stderr)
+      end
+    end)
+
+    it("fails with exit 1 and a clear line without a URL", function()
+      local r = aap({ "whoami" }, { AAP_HOSTNAME = false })
+      assert.equal(1, r.code)
+      assert.matches("AAP_HOSTNAME", r.stderr)
+    end)
+
+    it("fails with exit 1 without credentials", function()
+      local r = aap({ "whoami" }, { AAP_PASSWORD = false })
+      assert.equal(1, r.code)
+      assert.matches("AAP_PASSWORD", r.stderr)
+    end)
+
+    it("reads the password from --password-stdin", function()
+      local r = aap({ "whoami", "--password-stdin" }, { AAP_PASSWORD = false }, { stdin = sim.admin_password .. "\n" })
+      assert.equal(0, r.code, r.stderr)
+      assert.matches("^admin", r.stdout)
+    end)
+
+    it("reads the password from AAP_PASSWORD_FILE", function()
+      local dir = helper.tmpdir()
+      helper.writefile(dir .. "/pw", sim.admin_password .. "\n", 384)
+      local r = aap({ "whoami" }, { AAP_PASSWORD = false, AAP_PASSWORD_FILE = dir .. "/pw" })
+      assert.equal(0, r.code, r.stderr)
+    end)
+
+    it("uses AAP_USERNAME", function()
+      local u = sim.seed.user
+      local r = aap({ "whoami" }, { AAP_USERNAME = u.username, AAP_PASSWORD = u.password })
+      assert.equal(0, r.code, r.stderr)
+      assert.matches("^" .. u.username, r.stdout)
+    end)
+
+    it("authenticates with AAP_TOKEN as a Bearer token", function()
+      local dir = helper.tmpdir()
+      local r = aap({ "token", "create", "--env-file", dir .. "/.env" })
+      assert.equal(0, r.code, r.stderr)
+      local pat = helper.source_env(dir .. "/.env", { "AAP_PAT" }).AAP_PAT
+      local w = aap({ "whoami" }, { AAP_PASSWORD = false, AAP_TOKEN = pat })
+      assert.equal(0, w.code, w.stderr)
+      assert.matches("^admin", w.stdout)
+      local log = sim:log()
+      assert.equal("bearer", log[#log].auth)
+    end)
+
+    it("exits 3 on a wrong password and never prints it", function()
+      local r = aap({ "whoami" }, { AAP_PASSWORD = "wrong-password-xyz" })
+      assert.equal(3, r.code)
+      assert.is_nil(r.stderr:find("wrong-password-xyz", 1, true))
+      assert.matches("^aap: ", r.stderr)
+      assert.equal(1, select(2, r.stderr:gsub("\n", "")))
+    end)
+
+    it("exits 4 when nothing listens", function()
+      local r = aap({ "whoami" }, { AAP_HOSTNAME = "http://127.0.0.1:9" })
+      assert.equal(4, r.code)
+    end)
+
+    it("parses booleans strictly", function()
+      local r = aap({ "whoami" }, { AAP_VALIDATE_CERTS = "maybe" })
+      assert.equal(1, r.code)
+      assert.matches("AAP_VALIDATE_CERTS", r.stderr)
+      r = aap({ "whoami" }, { AAP_INSECURE_SKIP_VERIFY = "2" })
+      assert.equal(1, r.code)
+    end)
+
+    it("rejects a bad AAP_TIMEOUT", function()
+      local r = aap({ "whoami" }, { AAP_TIMEOUT = "soon" })
+      assert.equal(1, r.code)
+      assert.matches("AAP_TIMEOUT", r.stderr)
+    end)
+
+    it("times out (exit 4) when the gateway is too slow", function()
+      sim:fault({ kind = "delay", delay_ms = 3000, count = 10 })
+      local r = aap({ "whoami", "--timeout", "1" })
+      assert.equal(4, r.code)
+      assert.matches("timeout", r.stderr)
+    end)
+  end)
+
+  describe("token create", function()
+    it("creates a PAT, verifies it and writes AAP_PAT with mode 0600", function()
+      local dir = helper.tmpdir()
+      local path = dir .. "/.env"
+      local r = aap({ "token", "create", "--env-file", path, "--description", "RHDH PAT" })
+      assert.equal(0, r.code, r.stderr)
+      assert.matches("created personal token id=%d+ scope=write", r.stdout)
+      assert.equal("600", helper.mode(path))
+      local pat = helper.source_env(path, { "AAP_PAT" }).AAP_PAT
+      assert.matches("^[A-Za-z0-9]+$", pat)
+      assert.equal(30, #pat)
+      assert.is_nil(r.stdout:find(pat, 1, true))
+      no_secret(r, pat)
+      assert.equal(200, bearer_status(pat))
+      -- the token was proved with me/ before it was written
+      local saw_bearer_me = false
+      for _, e in ipairs(sim:log()) do
+        if e.auth == "bearer" and e.path:match("/me/$") then saw_bearer_me = true end
+      end
+      assert.is_true(saw_bearer_me)
+      -- its id is recorded beside the file, with no secret in the state file
+      local st = cjson.decode(helper.readfile(path .. ".aap-state.json"))
+      assert.is_number(st.keys.AAP_PAT.id)
+      assert.is_nil(helper.readfile(path .. ".aap-state.json"):find(pat, 1, true))
+      assert.equal("600", helper.mode(path .. ".aap-state.json"))
+    end)
+
+    it("writes .env in the current directory by default", function()
+      local dir = helper.tmpdir()
+      local r = aap({ "token", "create" }, nil, { cwd = dir })
+      assert.equal(0, r.code, r.stderr)
+      assert.is_truthy(helper.readfile(dir .. "/.env"):match("^AAP_PAT=%w+\n$"))
+    end)
+
+    it("creates an application token looked up by name, with the lesson's keys", function()
+      local dir = helper.tmpdir()
+      local path = dir .. "/.env"
+      local r = aap({ "token", "create", "--application", "RHDH Integration", "--env-file", path })
+      assert.equal(0, r.code, r.stderr)
+      local v = helper.source_env(path, { "AAP_TOKEN", "REFRESH_TOKEN" })
+      assert.equal(30, #v.AAP_TOKEN)
+      assert.equal(30, #v.REFRESH_TOKEN)
+      assert.equal(200, bearer_status(v.AAP_TOKEN))
+      no_secret(r, v.AAP_TOKEN, v.REFRESH_TOKEN)
+    end)
+
+    it("renames keys with --key and --refresh-key", function()
+      local dir = helper.tmpdir()
+      local path = dir .. "/.env"
+      local r = aap({ "token", "create", "--application", tostring(sim.seed.application.id), "--env-file", path,
+                      "--key", "RHDH_TOKEN", "--refresh-key", "RHDH_REFRESH" })
+      assert.equal(0, r.code, r.stderr)
+      local v = helper.source_env(path, { "RHDH_TOKEN", "RHDH_REFRESH", "AAP_TOKEN" })
+      assert.equal(30, #v.RHDH_TOKEN)
+      assert.equal(30, #v.RHDH_REFRESH)
+      assert.equal("<unset>", v.AAP_TOKEN)
+    end)
+
+    it("prints the token only when asked: --format env", function()
+      local dir = helper.tmpdir()
+      local r = aap({ "token", "create", "--format", "env" }, nil, { cwd = dir })
+      assert.equal(0, r.code, r.stderr)
+      local pat = r.stdout:match("^AAP_PAT=(%w+)\n$")
+      assert.is_truthy(pat)
+      assert.is_nil(helper.readfile(dir .. "/.env"))
+      no_secret(r, pat)
+    end)
+
+    it("prints export lines for eval with --format shell", function()
+      local r = aap({ "token", "create", "--application", "RHDH Integration", "--format", "shell" })
+      assert.equal(0, r.code, r.stderr)
+      local p = io.popen("bash -c " .. helper.shquote(r.stdout .. '\nprintf "%s %s" "$AAP_TOKEN" "$REFRESH_TOKEN"'))
+      local out = p:read("a")
+      p:close()
+      local a, b = out:match("^(%w+) (%w+)$")
+      assert.equal(30, #a)
+      assert.equal(30, #b)
+      assert.equal(200, bearer_status(a))
+    end)
+
+    it("prints JSON with --format json", function()
+      local r = aap({ "token", "create", "--format", "json", "--scope", "read" })
+      assert.equal(0, r.code, r.stderr)
+      local j = cjson.decode(r.stdout)
+      assert.is_table(j)
+      assert.equal(200, bearer_status(j.AAP_PAT or (j.values and j.values.AAP_PAT) or j.token))
+    end)
+
+    it("exits 2 with a clear line when the application does not exist", function()
+      local r = aap({ "token", "create", "--application", "No Such App", "--format", "env" })
+      assert.equal(2, r.code)
+      assert.matches("No Such App", r.stderr)
+      assert.equal("", r.stdout)
+    end)
+
+    it("exits 3 when a normal user asks for an application token", function()
+      local u = sim.seed.user
+      local before = token_count()
+      local r = aap({ "token", "create", "--application", tostring(sim.seed.application.id), "--format", "env" },
+        { AAP_USERNAME = u.username, AAP_PASSWORD = u.password })
+      assert.equal(3, r.code)
+      assert.equal(before, token_count())
+    end)
+
+    it("exits 3 for an external (LDAP) user, with the gateway's reason", function()
+      local u = sim.seed.external
+      local r = aap({ "token", "create", "--format", "env" }, { AAP_USERNAME = u.username, AAP_PASSWORD = u.password })
+      assert.equal(3, r.code)
+      assert.matches("external authentication provider", r.stderr)
+    end)
+
+    it("leaves the env file byte-for-byte unchanged when the gateway fails", function()
+      local dir = helper.tmpdir()
+      local path = dir .. "/.env"
+      local original = "# keep me\nOTHER=1\nAAP_PAT=old\n"
+      helper.writefile(path, original, 416)
+      sim:fault({ kind = "500", count = 1, method = "POST", path = "/api/gateway/v1/tokens/" })
+      local r = aap({ "token", "create", "--env-file", path })
+      assert.equal(2, r.code)
+      assert.equal(original, helper.readfile(path))
+      assert.equal("640", helper.mode(path))
+    end)
+
+    it("deletes the new token again when the env file cannot be written", function()
+      local dir = helper.tmpdir()
+      local path = dir .. "/.env"
+      local original = "OTHER=1\n"
+      helper.writefile(path, original)
+      os.execute("chmod 555 " .. helper.shquote(dir))
+      local before = token_count()
+      local r = aap({ "token", "create", "--env-file", path })
+      os.execute("chmod 755 " .. helper.shquote(dir))
+      if r.code == 0 then
+        pending("running as a user that can write a read-only directory (root without CAP_DAC_OVERRIDE drop)")
+        return
+      end
+      assert.equal(1, r.code)
+      assert.equal(original, helper.readfile(path))
+      assert.equal(before, token_count())
+      assert.matches("deleted again", r.stderr)
+    end)
+  end)
+
+  describe("the .env file", function()
+    local function create_into(path)
+      local r = aap({ "token", "create", "--application", "RHDH Integration", "--env-file", path })
+      assert.equal(0, r.code, r.stderr)
+      return helper.source_env(path, { "AAP_TOKEN", "REFRESH_TOKEN" })
+    end
+
+    it("keeps comments and other keys, replaces in place, never duplicates", function()
+      local dir = helper.tmpdir()
+      local path = dir .. "/.env"
+      helper.writefile(path, "# RHDH\nexport BASE_URL=https://rhdh.example.com\nAAP_TOKEN=old1\n" ..
+        "GREETING='hello world'\nAAP_TOKEN=old2\n# end\n")
+      local v = create_into(path)
+      local text = helper.readfile(path)
+      assert.equal(1, select(2, text:gsub("AAP_TOKEN=", "")))
+      assert.equal(1, select(2, text:gsub("REFRESH_TOKEN=", "")))
+      assert.matches("^# RHDH\nexport BASE_URL=https://rhdh.example.com\nAAP_TOKEN=" .. v.AAP_TOKEN ..
+        "\nGREETING='hello world'\n# end\nREFRESH_TOKEN=" .. v.REFRESH_TOKEN .. "\n$", text)
+      local back = helper.source_env(path, { "BASE_URL", "GREETING" })
+      assert.equal("https://rhdh.example.com", back.BASE_URL)
+      assert.equal("hello world", back.GREETING)
+    end)
+
+    it("is rewritten with mode 0600 and keeps a stricter mode", function()
+      local dir = helper.tmpdir()
+      local path = dir .. "/.env"
+      helper.writefile(path, "X=1\n", 420)
+      create_into(path)
+      assert.equal("600", helper.mode(path))
+      helper.writefile(path, "X=1\n", 256)
+      create_into(path)
+      assert.equal("400", helper.mode(path))
+    end)
+
+    it("a second run replaces the values instead of appending", function()
+      local dir = helper.tmpdir()
+      local path = dir .. "/.env"
+      local first = create_into(path)
+      local second = create_into(path)
+      assert.are_not.equal(first.AAP_TOKEN, second.AAP_TOKEN)
+      local text = helper.readfile(path)
+      assert.equal("AAP_TOKEN=" .. second.AAP_TOKEN .. "\nREFRESH_TOKEN=" .. second.REFRESH_TOKEN .. "\n", text)
+    end)
+  end)
+
+  describe("token refresh", function()
+    local function client_env()
+      return { AAP_CLIENT_ID = sim.seed.application.client_id, AAP_CLIENT_SECRET = sim.seed.application.client_secret,
+               AAP_PASSWORD = false }
+    end
+
+    it("swaps the pair in place; the old token stops working", function()
+      local dir = helper.tmpdir()
+      local path = dir .. "/.env"
+      assert.equal(0, aap({ "token", "create", "--application", "RHDH Integration", "--env-file", path }).code)
+      local old = helper.source_env(path, { "AAP_TOKEN", "REFRESH_TOKEN" })
+      local r = aap({ "token", "refresh", "--env-file", path }, client_env())
+      assert.equal(0, r.code, r.stderr)
+      local new = helper.source_env(path, { "AAP_TOKEN", "REFRESH_TOKEN" })
+      assert.are_not.equal(old.AAP_TOKEN, new.AAP_TOKEN)
+      assert.are_not.equal(old.REFRESH_TOKEN, new.REFRESH_TOKEN)
+      assert.equal(401, bearer_status(old.AAP_TOKEN))
+      assert.equal(200, bearer_status(new.AAP_TOKEN))
+      no_secret(r, old.AAP_TOKEN, new.AAP_TOKEN, new.REFRESH_TOKEN, sim.seed.application.client_secret)
+      -- the new token's id is found and recorded
+      local st = cjson.decode(helper.readfile(path .. ".aap-state.json"))
+      local sst, tok = sim:control("GET", "/api/gateway/v1/tokens/" .. st.keys.AAP_TOKEN.id .. "/")
+      assert.equal(200, sst)
+      assert.equal("", tok.description)
+    end)
+
+    it("takes the client credentials from the env file too", function()
+      local dir = helper.tmpdir()
+      local path = dir .. "/.env"
+      helper.writefile(path, ("AAP_CLIENT_ID=%s\nAAP_CLIENT_SECRET=%s\n"):format(sim.seed.application.client_id,
+        sim.seed.application.client_secret))
+      assert.equal(0, aap({ "token", "create", "--application", "RHDH Integration", "--env-file", path }).code)
+      local r = aap({ "token", "refresh", "--env-file", path }, { AAP_PASSWORD = false })
+      assert.equal(0, r.code, r.stderr)
+    end)
+
+    it("exits 3 on an expired refresh token and leaves the file as it was", function()
+      local dir = helper.tmpdir()
+      local path = dir .. "/.env"
+      assert.equal(0, aap({ "token", "create", "--application", "RHDH Integration", "--env-file", path }).code)
+      local before = helper.readfile(path)
+      sim:advance(2628000 + 60)
+      local r = aap({ "token", "refresh", "--env-file", path }, client_env())
+      assert.equal(3, r.code)
+      assert.matches("expired", r.stderr)
+      assert.equal(before, helper.readfile(path))
+    end)
+
+    it("exits 3 with a wrong client secret", function()
+      local dir = helper.tmpdir()
+      local path = dir .. "/.env"
+      assert.equal(0, aap({ "token", "create", "--application", "RHDH Integration", "--env-file", path }).code)
+      local e = client_env()
+      e.AAP_CLIENT_SECRET = "not-the-secret"
+      local r = aap({ "token", "refresh", "--env-file", path }, e)
+      assert.equal(3, r.code)
+      assert.is_nil(r.stderr:find("not-the-secret", 1, true))
+    end)
+
+    it("exits 1 when the file holds no refresh token", function()
+      local dir = helper.tmpdir()
+      local path = dir .. "/.env"
+      helper.writefile(path, "AAP_PAT=x\n")
+      local r = aap({ "token", "refresh", "--env-file", path }, client_env())
+      assert.equal(1, r.code)
+      assert.matches("REFRESH_TOKEN", r.stderr)
+    end)
+
+    it("does not spend the refresh token when the file cannot be replaced", function()
+      local dir = helper.tmpdir()
+      local path = dir .. "/.env"
+      assert.equal(0, aap({ "token", "create", "--application", "RHDH Integration", "--env-file", path }).code)
+      local v = helper.source_env(path, { "AAP_TOKEN" })
+      os.execute("chmod 555 " .. helper.shquote(dir))
+      local r = aap({ "token", "refresh", "--env-file", path }, client_env())
+      os.execute("chmod 755 " .. helper.shquote(dir))
+      if r.code == 0 then pending("the directory is writable for this user anyway") return end
+      assert.equal(1, r.code)
+      assert.equal(200, bearer_status(v.AAP_TOKEN))
+    end)
+  end)
+
+  describe("list, show, revoke", function()
+    it("lists tokens as a table and as JSON, without values", function()
+      local dir = helper.tmpdir()
+      local r0 = aap({ "token", "create", "--env-file", dir .. "/.env", "--description", "listed one" })
+      assert.equal(0, r0.code, r0.stderr)
+      local pat = helper.source_env(dir .. "/.env", { "AAP_PAT" }).AAP_PAT
+      local r = aap({ "token", "list" })
+      assert.equal(0, r.code, r.stderr)
+      assert.matches("ID%s+KIND", r.stdout)
+      assert.matches("listed one", r.stdout)
+      assert.is_nil(r.stdout:find(pat, 1, true))
+      local j = aap({ "token", "list", "--format", "json", "--kind", "personal" })
+      assert.equal(0, j.code)
+      local items = cjson.decode(j.stdout)
+      assert.is_true(#items >= 1)
+      for _, t in ipairs(items) do assert.equal("personal", t.kind) end
+    end)
+
+    it("shows one token and exits 2 for an unknown id", function()
+      local r = aap({ "token", "create", "--format", "json" })
+      local st, list = sim:control("GET", "/api/gateway/v1/tokens/?order_by=-id&page_size=1")
+      assert.equal(200, st)
+      local id = list.results[1].id
+      assert.equal(0, r.code)
+      local s = aap({ "token", "show", tostring(id), "--format", "json" })
+      assert.equal(0, s.code, s.stderr)
+      assert.equal(id, cjson.decode(s.stdout).id)
+      local n = aap({ "token", "show", "999999" })
+      assert.equal(2, n.code)
+    end)
+
+    it("revokes by id", function()
+      local dir = helper.tmpdir()
+      assert.equal(0, aap({ "token", "create", "--env-file", dir .. "/.env" }).code)
+      local st = cjson.decode(helper.readfile(dir .. "/.env.aap-state.json"))
+      local id = st.keys.AAP_PAT.id
+      local r = aap({ "token", "revoke", tostring(id) })
+      assert.equal(0, r.code, r.stderr)
+      assert.equal(404, (sim:control("GET", "/api/gateway/v1/tokens/" .. id .. "/")))
+    end)
+
+    it("revokes the token in an env file and removes it from the file", function()
+      local dir = helper.tmpdir()
+      local path = dir .. "/.env"
+      helper.writefile(path, "KEEP=1\n")
+      assert.equal(0, aap({ "token", "create", "--application", "RHDH Integration", "--env-file", path }).code)
+      local v = helper.source_env(path, { "AAP_TOKEN" })
+      local r = aap({ "token", "revoke", "--env-file", path })
+      assert.equal(0, r.code, r.stderr)
+      assert.equal(401, bearer_status(v.AAP_TOKEN))
+      assert.equal("KEEP=1\n", helper.readfile(path))
+    end)
+  end)
+
+  describe("applications", function()
+    it("lists, shows by name and by id", function()
+      local r = aap({ "app", "list", "--format", "json" })
+      assert.equal(0, r.code, r.stderr)
+      local apps = cjson.decode(r.stdout)
+      local found
+      for _, a in ipairs(apps) do if a.name == "RHDH Integration" then found = a end end
+      assert.is_table(found)
+      assert.is_nil(r.stdout:find(sim.seed.application.client_secret, 1, true))
+      local s = aap({ "app", "show", "RHDH Integration", "--format", "json" })
+      assert.equal(0, s.code, s.stderr)
+      assert.equal(found.id, cjson.decode(s.stdout).id)
+      assert.equal(0, aap({ "app", "show", tostring(found.id) }).code)
+    end)
+
+    it("creates an application and saves its client to an env file", function()
+      local dir = helper.tmpdir()
+      local path = dir .. "/.env"
+      local r = aap({ "app", "create", "--name", "Spec App", "--organization", "Default", "--env-file", path })
+      assert.equal(0, r.code, r.stderr)
+      local v = helper.source_env(path, { "AAP_CLIENT_ID", "AAP_CLIENT_SECRET" })
+      assert.equal(40, #v.AAP_CLIENT_ID)
+      assert.equal(128, #v.AAP_CLIENT_SECRET)
+      no_secret(r, v.AAP_CLIENT_SECRET)
+      -- a name that is not unique any more is reported as ambiguous only across organizations;
+      -- the same name twice in one organization is refused by the gateway (exit 2)
+      local again = aap({ "app", "create", "--name", "Spec App", "--organization", "Default", "--format", "json" })
+      assert.equal(2, again.code)
+    end)
+  end)
+
+  describe("k8s-secret", function()
+    it("prints a Secret manifest that parses back with the same values", function()
+      local ok, yaml = pcall(require, "yaml")
+      if not ok then pending("lua-yaml missing") return end
+      local r = aap({ "token", "create", "--application", "RHDH Integration", "--format", "k8s-secret",
+                      "--secret-name", "rhdh-aap", "--namespace", "rhdh" })
+      assert.equal(0, r.code, r.stderr)
+      local doc = yaml.load(r.stdout)
+      assert.equal("Secret", doc.kind)
+      assert.equal("Opaque", doc.type)
+      assert.equal("rhdh-aap", doc.metadata.name)
+      assert.equal("rhdh", doc.metadata.namespace)
+      assert.equal("true", doc.metadata.labels["rhdh.redhat.com/ext-config-sync"])
+      local data = doc.stringData
+      assert.equal(30, #data.AAP_TOKEN)
+      assert.equal(200, bearer_status(data.AAP_TOKEN))
+    end)
+  end)
+
+  describe("process hygiene", function()
+    it("spawns no child process for HTTP (so no secret reaches any argv)", function()
+      if not os.execute("command -v strace >/dev/null 2>&1") then pending("strace not installed") return end
+      local dir = helper.tmpdir()
+      local trace = dir .. "/trace"
+      local e = env()
+      e.STRACE_OUT = trace
+      local r = helper.run({ "token", "create", "--application", "RHDH Integration", "--env-file", dir .. "/.env" },
+        { env = e, wrap = { "strace", "-f", "-qq", "-e", "trace=execve", "-o", trace } })
+      assert.equal(0, r.code, r.stderr)
+      local t = helper.readfile(trace) or ""
+      local n = select(2, t:gsub("execve%(", ""))
+      assert.equal(1, n, t)
+      assert.is_nil(t:find(sim.admin_password, 1, true))
+    end)
+  end)
+end)
