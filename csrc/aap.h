@@ -4,12 +4,23 @@
  * luaopen_aap (aap.c) creates the module table and hands it to each part
  * below; every part adds its functions and metatables to the table at the
  * top of the stack and leaves the stack as it found it.
+ *
+ * Rules every file follows:
+ * - No Lua API call while a libcurl transfer is in progress: callbacks only
+ *   append to C buffers owned by the session and set flags; results reach Lua
+ *   after the transfer returns and every easy handle is detached again.
+ * - Secrets held in C memory are wiped (explicit_bzero) before free.
+ * - Times are 64-bit (int64_t / lua_Integer / double), never int or time_t.
  */
 #ifndef AAP_H
 #define AAP_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include <lua.h>
 #include <lauxlib.h>
+#include <curl/curl.h>
 
 #if !defined(LUA_VERSION_NUM) || LUA_VERSION_NUM < 504
 #error "aap needs Lua 5.4 or newer"
@@ -21,9 +32,188 @@
 
 #define AAP_API __attribute__((visibility("default")))
 
+#define AAP_SESSION_MT "aap.Session"
+#define AAP_TOKEN_MT   "aap.Token"
+#define AAP_ERROR_MT   "aap.Error"
+
 /* session.c and friends: libcurl sessions and the gateway calls. */
 void aap_open_session(lua_State *L);
 /* osutil.c: atomic file writes, locks, signals - what Lua's stdlib lacks. */
 void aap_open_osutil(lua_State *L);
+
+/* ---- buffer.c: growable byte buffers that wipe what they held ---------- */
+
+typedef struct aap_buf {
+    char *data;
+    size_t len, cap;
+} aap_buf;
+
+int aap_buf_add(aap_buf *b, const void *p, size_t n); /* 0, or -1: no memory */
+int aap_buf_adds(aap_buf *b, const char *s);
+void aap_buf_clear(aap_buf *b);   /* wipes the bytes used, keeps the memory */
+void aap_buf_free(aap_buf *b);    /* wipes everything, frees */
+char *aap_strdup_secret(const char *s, size_t n);
+void aap_free_secret(char **s);   /* wipes and frees *s, sets it to NULL */
+/* 1 when s[0..n) holds NUL, CR or LF. */
+int aap_has_crlf(const char *s, size_t n);
+int aap_sleep(double seconds);    /* -1: a signal ended the wait early */
+double aap_now(void);             /* wall clock, seconds */
+
+/* ---- timefmt.c: ISO-8601 <-> epoch seconds, 64-bit throughout ---------- */
+
+/* 0 on success (*out = epoch seconds, fraction included), -1 on a bad string. */
+int aap_parse_time(const char *s, size_t n, double *out);
+/* Writes "YYYY-MM-DDTHH:MM:SSZ" (21 bytes with NUL); -1 outside years 0..9999. */
+int aap_format_time(int64_t epoch, char out[32]);
+void aap_open_timefmt(lua_State *L);
+
+/* ---- json.c: a private lua-cjson instance ------------------------------- */
+
+void aap_open_json(lua_State *L);
+/* Pushes the decoded value (integral numbers as integers), or nil. */
+int aap_json_decode(lua_State *L, const char *s, size_t n);
+/* Encodes the value at idx; pushes the JSON text, or raises on a value
+ * JSON cannot hold (a programmer error). */
+void aap_json_encode(lua_State *L, int idx);
+void aap_json_push_null(lua_State *L);
+int aap_json_isnull(lua_State *L, int idx);
+
+/* ---- errors.c: aap.Error ----------------------------------------------- */
+
+void aap_open_errors(lua_State *L);
+/* Pushes nil and a new aap.Error; returns 2. method/path may be NULL. */
+int aap_fail(lua_State *L, const char *code, long status, const char *message,
+             const char *method, const char *path);
+const char *aap_status_code(long status); /* error code for an HTTP status */
+const char *aap_curl_code(CURLcode rc);    /* error code for a curl failure */
+
+/* ---- http.c: one transfer, safe defaults, caps, retries ----------------- */
+
+enum { AAP_AUTH_NONE, AAP_AUTH_SESSION, AAP_AUTH_CLIENT };
+enum { AAP_FLAVOR_UNKNOWN, AAP_FLAVOR_GATEWAY, AAP_FLAVOR_CONTROLLER };
+
+typedef struct aap_xfer {
+    CURL *easy;
+    aap_buf body;              /* response body (wiped on reuse) */
+    aap_buf head;              /* header lines of the last response */
+    size_t head_total;         /* header bytes over all responses (the cap) */
+    size_t max_body, max_head;
+    int too_large;             /* a callback refused more data */
+    int page;                  /* paging.c: which page this transfer holds */
+    int done;
+    CURLcode result;
+    long status;
+    struct curl_slist *hdrs;
+    char errbuf[CURL_ERROR_SIZE];
+} aap_xfer;
+
+typedef struct aap_session {
+    int closed;
+    int flavor;                 /* AAP_FLAVOR_* (UNKNOWN until detected) */
+    int insecure;
+    int retries;
+    int concurrency;
+    int nxfers;
+    CURLM *multi;
+    aap_xfer *xfers;            /* [0] is the session's handle; more for paging */
+    char *base;                 /* scheme://host[:port][/prefix], no trailing / */
+    char *origin;               /* scheme://host[:port] */
+    char *username, *password, *token;   /* password and token are secrets */
+    char *ca_file, *user_agent;
+    long timeout_ms, connect_timeout_ms;
+    double backoff;
+    size_t max_body, max_head;
+    lua_Integer n_requests, n_connects, n_retries;
+    uint64_t rng;
+    aap_buf form;               /* form bodies (may hold secrets) */
+    struct aap_page *pages;     /* paging.c: bodies of concurrently fetched pages */
+    int npages;
+} aap_session;
+
+typedef struct aap_req {
+    const char *method;        /* GET, HEAD, POST, PUT, PATCH, DELETE */
+    const char *url;           /* absolute */
+    const char *path;          /* for errors: the path, no query */
+    const char *body;          /* NULL: none */
+    size_t body_len;
+    const char *content_type;
+    int auth;                  /* AAP_AUTH_* */
+    const char *client_user, *client_pass; /* AAP_AUTH_CLIENT, URL-encoded */
+} aap_req;
+
+typedef struct aap_page {
+    aap_buf body;
+    long status;
+    CURLcode result;
+    int too_large;
+} aap_page;
+
+/* Creates the easy handle(s) lazily; 0 or -1 (no memory). */
+int aap_xfers_reserve(aap_session *S, int n);
+void aap_xfers_free(aap_session *S);
+/* One request with the retry policy. 0: a response arrived (any status, in
+ * x->status/x->body/x->head); -1: transport failure (x->result). */
+int aap_http_run(aap_session *S, aap_xfer *x, const aap_req *r);
+/* GETs urls[0..n) concurrently (no retries) into pages[0..n). */
+void aap_http_fetch_many(aap_session *S, const char *const *urls, aap_page *pages, int n);
+/* Value of a response header (case-insensitive name), pushed; nil if absent. */
+int aap_push_header(lua_State *L, const aap_buf *head, const char *name);
+/* Pushes a table of the response headers (lowercase names). */
+void aap_push_headers(lua_State *L, const aap_buf *head);
+/* Seconds to wait from a Retry-After header, or -1. */
+double aap_retry_after(const aap_buf *head);
+
+/* Pushes nil, err for a failed or unexpected response; returns 2.
+ * extra: NULL-terminated secrets to scrub from the message besides the session's. */
+int aap_push_response_error(lua_State *L, aap_session *S, const aap_xfer *x,
+                            const aap_req *r, const char *const *extra);
+int aap_push_transport_error(lua_State *L, const aap_xfer *x, const aap_req *r);
+
+/* ---- url.c: URLs from the base, paths and query tables ------------------ */
+
+/* Pushes the path without query, then base+api+path(+?query from the table
+ * at qidx, 0: none, leaving out the key `skip`). Raises on NUL/CR/LF or a
+ * path that is not a path. */
+void aap_push_url(lua_State *L, aap_session *S, const char *path, int qidx, const char *skip);
+/* Resolves a next link against the base; pushes the absolute URL, or nil when
+ * it leaves the base's origin. */
+int aap_push_resolved(lua_State *L, aap_session *S, const char *link);
+/* Appends an x-www-form-urlencoded pair to b; -1 when out of memory. */
+int aap_form_add(aap_buf *b, const char *key, const char *val, size_t vlen);
+/* URL-encodes s into a new malloc'd string (wipe with aap_free_secret). */
+char *aap_urlencode(const char *s, size_t n);
+const char *aap_api_prefix(const aap_session *S);
+const char *aap_oauth_prefix(const aap_session *S);
+
+/* ---- tokens.c: aap.Token records ---------------------------------------- */
+
+void aap_open_tokens(lua_State *L);
+/* Replaces the decoded token object at the top with an aap.Token. */
+void aap_make_token(lua_State *L);
+/* Replaces the decoded /o/token/ answer at the top with an aap.Token. */
+void aap_make_oauth_token(lua_State *L, double now);
+
+/* ---- paging.c: every page of a list ------------------------------------- */
+
+/* Pushes an array of every item (converted by conv when not NULL, e.g.
+ * aap_make_token), or nil, err. Returns the number of values pushed. */
+int aap_list_all(lua_State *L, aap_session *S, const char *path, int qidx,
+                 void (*conv)(lua_State *L));
+/* Pushes the each_token iterator. */
+int aap_list_iter(lua_State *L, aap_session *S, int sidx, const char *path, int qidx);
+void aap_pages_free(aap_session *S);
+
+/* ---- session.c ---------------------------------------------------------- */
+
+aap_session *aap_check_session(lua_State *L, int idx); /* raises when closed */
+/* Detects the flavor when still unknown; 0, or pushes nil, err and returns 2. */
+int aap_need_flavor(lua_State *L, aap_session *S);
+/* Sends method path (API-relative; query from the table at qidx, 0: none;
+ * JSON body from the value at jidx, 0: none) and pushes the decoded body of a
+ * 2xx answer (true when empty), or nil, err. Returns the number pushed. */
+int aap_call_json(lua_State *L, aap_session *S, const char *method, const char *path,
+                  int qidx, int jidx);
+/* Pushes nil, err for a 2xx body that is not what was expected. */
+int aap_bad_response(lua_State *L, const aap_xfer *x, const aap_req *r, const char *what);
 
 #endif

@@ -1,4 +1,1022 @@
-/* session.c - placeholder until the libcurl core lands. */
+/*
+ * session.c - aap.connect and the aap.Session userdata: options, the base
+ * URL, flavor detection (API doc 12.1), and the gateway calls.
+ *
+ * Like lsqlite3's newdb: the userdata and its complete metatable exist before
+ * any C resource is acquired, so __gc frees whatever was acquired even when
+ * connect fails half-way. __gc, __close and close() share one idempotent
+ * function (as liolib does).
+ */
 #include "aap.h"
 
-void aap_open_session(lua_State *L) { (void)L; }
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+static aap_session *get_session(lua_State *L, int idx)
+{
+    return luaL_checkudata(L, idx, AAP_SESSION_MT);
+}
+
+aap_session *aap_check_session(lua_State *L, int idx)
+{
+    aap_session *S = get_session(L, idx);
+    if (S->closed)
+        luaL_error(L, "attempt to use a closed aap.Session");
+    return S;
+}
+
+static void session_release(aap_session *S)
+{
+    if (S->closed)
+        return;
+    S->closed = 1;
+    aap_xfers_free(S);               /* detaches and cleans every easy handle */
+    if (S->multi)
+        curl_multi_cleanup(S->multi);
+    S->multi = NULL;
+    aap_pages_free(S);
+    aap_buf_free(&S->form);
+    aap_free_secret(&S->password);
+    aap_free_secret(&S->token);
+    free(S->username);
+    free(S->base);
+    free(S->origin);
+    free(S->ca_file);
+    free(S->user_agent);
+    S->username = S->base = S->origin = S->ca_file = S->user_agent = NULL;
+}
+
+static int session_close(lua_State *L)
+{
+    session_release(get_session(L, 1));
+    return 0;
+}
+
+static int session_tostring(lua_State *L)
+{
+    aap_session *S = get_session(L, 1);
+    if (S->closed) {
+        lua_pushliteral(L, "aap.Session(closed)");
+        return 1;
+    }
+    const char *fl = S->flavor == AAP_FLAVOR_GATEWAY ? "gateway"
+                   : S->flavor == AAP_FLAVOR_CONTROLLER ? "controller" : "auto";
+    lua_pushfstring(L, "aap.Session(%s, %s%s%s)", S->base, fl,
+                    S->token ? ", bearer" : S->username ? ", basic" : "",
+                    S->insecure ? ", insecure: TLS verification off" : "");
+    return 1;
+}
+
+/* ---- options ------------------------------------------------------------ */
+
+static const char *const OPTIONS[] = {
+    "url", "username", "password", "token", "ca_file", "insecure", "timeout",
+    "connect_timeout", "retries", "flavor", "user_agent", "max_body", "max_header",
+    "concurrency", "allow_insecure_basic", "backoff", NULL
+};
+
+static const char *opt_string(lua_State *L, const char *key, int header_safe, size_t *len)
+{
+    if (lua_getfield(L, 1, key) == LUA_TNIL) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    if (lua_type(L, -1) != LUA_TSTRING)
+        luaL_error(L, "aap.connect: option '%s' must be a string", key);
+    size_t n;
+    const char *s = lua_tolstring(L, -1, &n);
+    if (header_safe ? aap_has_crlf(s, n) : memchr(s, '\0', n) != NULL)
+        luaL_error(L, "aap.connect: option '%s' holds NUL, CR or LF", key);
+    if (len)
+        *len = n;
+    lua_pop(L, 1);               /* the string stays alive in the options table */
+    return s;
+}
+
+static double opt_number(lua_State *L, const char *key, double def, double lo, double hi)
+{
+    if (lua_getfield(L, 1, key) == LUA_TNIL) {
+        lua_pop(L, 1);
+        return def;
+    }
+    if (lua_type(L, -1) != LUA_TNUMBER)
+        luaL_error(L, "aap.connect: option '%s' must be a number", key);
+    double v = lua_tonumber(L, -1);
+    if (!(v >= lo && v <= hi))
+        luaL_error(L, "aap.connect: option '%s' out of range (%f to %f)", key, lo, hi);
+    lua_pop(L, 1);
+    return v;
+}
+
+static int opt_bool(lua_State *L, const char *key)
+{
+    int t = lua_getfield(L, 1, key);
+    if (t != LUA_TNIL && t != LUA_TBOOLEAN)
+        luaL_error(L, "aap.connect: option '%s' must be a boolean", key);
+    int v = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+static int is_loopback(const char *host)
+{
+    return strcasecmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 ||
+           strcmp(host, "[::1]") == 0 || strcmp(host, "::1") == 0;
+}
+
+static char *dup_or_die(lua_State *L, const char *s)
+{
+    char *d = s ? aap_strdup_secret(s, strlen(s)) : NULL;
+    if (s && !d)
+        luaL_error(L, "not enough memory");
+    return d;
+}
+
+/* Parses and checks the URL with libcurl's parser; sets S->origin and S->base. */
+static void set_base(lua_State *L, aap_session *S, const char *url, int *is_http, int *loopback)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL, *user = NULL, *pw = NULL, *query = NULL, *frag = NULL;
+    char *host = NULL, *port = NULL, *path = NULL;
+    const char *bad = NULL;
+    if (!u)
+        luaL_error(L, "not enough memory");
+    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK) {
+        bad = "not a valid http:// or https:// URL";
+    } else {
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
+        curl_url_get(u, CURLUPART_USER, &user, 0);
+        curl_url_get(u, CURLUPART_PASSWORD, &pw, 0);
+        curl_url_get(u, CURLUPART_QUERY, &query, 0);
+        curl_url_get(u, CURLUPART_FRAGMENT, &frag, 0);
+        curl_url_get(u, CURLUPART_HOST, &host, 0);
+        curl_url_get(u, CURLUPART_PORT, &port, 0);
+        curl_url_get(u, CURLUPART_PATH, &path, 0);
+        if (!scheme || (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0))
+            bad = "scheme must be http or https";
+        else if (user || pw)
+            bad = "credentials do not belong in the URL: use username/password or token";
+        else if (query || frag)
+            bad = "URL must not have a query or fragment";
+        else if (!host || !*host)
+            bad = "URL has no host";
+    }
+    if (!bad) {
+        size_t plen = path ? strlen(path) : 0;
+        while (plen > 0 && path[plen - 1] == '/')
+            plen--;
+        char *origin = malloc(strlen(scheme) + strlen(host) + (port ? strlen(port) : 0) + 8);
+        char *base = origin ? malloc(strlen(scheme) + strlen(host) + (port ? strlen(port) : 0) + plen + 8) : NULL;
+        if (origin && base) {
+            sprintf(origin, "%s://%s%s%s", scheme, host, port ? ":" : "", port ? port : "");
+            sprintf(base, "%s%.*s", origin, (int)plen, path ? path : "");
+            S->origin = origin;
+            S->base = base;
+            *is_http = strcmp(scheme, "http") == 0;
+            *loopback = is_loopback(host);
+        } else {
+            free(origin);
+            bad = "not enough memory";
+        }
+    }
+    curl_free(scheme); curl_free(user); curl_free(pw); curl_free(query);
+    curl_free(frag); curl_free(host); curl_free(port); curl_free(path);
+    curl_url_cleanup(u);
+    if (bad)
+        luaL_error(L, "aap.connect: option 'url': %s", bad);
+}
+
+/* aap.connect(opts) -> aap.Session | nil, err */
+static int l_connect(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    /* Unknown keys are programmer errors: raise at the caller. */
+    lua_pushnil(L);
+    while (lua_next(L, 1)) {
+        lua_pop(L, 1);
+        int known = 0;
+        if (lua_type(L, -1) == LUA_TSTRING)
+            for (int i = 0; OPTIONS[i]; i++)
+                if (strcmp(lua_tostring(L, -1), OPTIONS[i]) == 0)
+                    known = 1;
+        if (!known)
+            return luaL_error(L, "aap.connect: unknown option '%s'", luaL_tolstring(L, -1, NULL));
+    }
+    const char *url = opt_string(L, "url", 1, NULL);
+    if (!url)
+        return luaL_error(L, "aap.connect: option 'url' is required");
+    const char *username = opt_string(L, "username", 1, NULL);
+    const char *password = opt_string(L, "password", 0, NULL);
+    size_t toklen = 0;
+    const char *token = opt_string(L, "token", 1, &toklen);
+    const char *ca_file = opt_string(L, "ca_file", 1, NULL);
+    const char *user_agent = opt_string(L, "user_agent", 1, NULL);
+    const char *flavor = opt_string(L, "flavor", 1, NULL);
+    int insecure = opt_bool(L, "insecure");
+    int allow_basic = opt_bool(L, "allow_insecure_basic");
+    double timeout = opt_number(L, "timeout", 30, 0.001, 86400);
+    double ctimeout = opt_number(L, "connect_timeout", 10, 0.001, 86400);
+    int retries = (int)opt_number(L, "retries", 3, 0, 10);
+    double backoff = opt_number(L, "backoff", 0.5, 0, 60);
+    double max_body = opt_number(L, "max_body", 16 * 1024 * 1024, 1, 1024.0 * 1024 * 1024);
+    double max_head = opt_number(L, "max_header", 64 * 1024, 256, 16.0 * 1024 * 1024);
+    int concurrency = (int)opt_number(L, "concurrency", 4, 1, 32);
+    if (token) {
+        for (size_t i = 0; i < toklen; i++)
+            if ((unsigned char)token[i] <= 0x20 || (unsigned char)token[i] >= 0x7f)
+                return luaL_error(L, "aap.connect: option 'token' must be printable ASCII without spaces");
+        username = password = NULL;       /* Bearer wins over Basic */
+    }
+    if (username && strchr(username, ':'))
+        return luaL_error(L, "aap.connect: option 'username' must not contain ':'");
+    if (password && !username)
+        return luaL_error(L, "aap.connect: option 'password' needs 'username'");
+    int fl = AAP_FLAVOR_UNKNOWN;
+    if (flavor && strcmp(flavor, "gateway") == 0)
+        fl = AAP_FLAVOR_GATEWAY;
+    else if (flavor && strcmp(flavor, "controller") == 0)
+        fl = AAP_FLAVOR_CONTROLLER;
+    else if (flavor && strcmp(flavor, "auto") != 0)
+        return luaL_error(L, "aap.connect: option 'flavor' must be \"auto\", \"gateway\" or \"controller\"");
+
+    /* The owner exists, with its metatable, before any resource is taken. */
+    aap_session *S = lua_newuserdatauv(L, sizeof *S, 0);
+    memset(S, 0, sizeof *S);
+    luaL_setmetatable(L, AAP_SESSION_MT);
+
+    int is_http = 0, loopback = 0;
+    set_base(L, S, url, &is_http, &loopback);
+    if (username && is_http && !loopback && !allow_basic)
+        return luaL_error(L, "aap.connect: refusing to send a Basic password over plain http:// "
+                          "to a non-loopback host (use https://, or allow_insecure_basic=true)");
+    S->flavor = fl;
+    S->insecure = insecure;
+    S->retries = retries;
+    S->backoff = backoff;
+    S->concurrency = concurrency;
+    S->timeout_ms = (long)(timeout * 1000.0);
+    S->connect_timeout_ms = (long)(ctimeout * 1000.0);
+    S->max_body = (size_t)max_body;
+    S->max_head = (size_t)max_head;
+    S->username = dup_or_die(L, username);
+    S->password = dup_or_die(L, password);
+    S->token = dup_or_die(L, token);
+    S->ca_file = dup_or_die(L, ca_file);
+    S->user_agent = dup_or_die(L, user_agent ? user_agent : "aap/" AAP_VERSION);
+    if (getrandom(&S->rng, sizeof S->rng, GRND_NONBLOCK) != (ssize_t)sizeof S->rng)
+        S->rng = (uint64_t)aap_now() * 1000003u ^ (uint64_t)getpid();
+    if (S->rng == 0)
+        S->rng = 0x9e3779b97f4a7c15ULL;
+    S->multi = curl_multi_init();
+    if (!S->multi || aap_xfers_reserve(S, 1) != 0)
+        return luaL_error(L, "not enough memory");
+    curl_multi_setopt(S->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)concurrency);
+    curl_multi_setopt(S->multi, CURLMOPT_MAXCONNECTS, (long)concurrency);
+    return 1;
+}
+
+/* ---- calls -------------------------------------------------------------- */
+
+int aap_bad_response(lua_State *L, const aap_xfer *x, const aap_req *r, const char *what)
+{
+    return aap_fail(L, "bad_response", x->status, what, r->method, r->path);
+}
+
+/* The request at the top two slots (path, url) sent; pushes the decoded
+ * 2xx body, or nil, err. */
+static int send_json(lua_State *L, aap_session *S, aap_req *r)
+{
+    aap_xfer *x = &S->xfers[0];
+    if (aap_http_run(S, x, r) != 0)
+        return aap_push_transport_error(L, x, r);
+    if (x->status < 200 || x->status > 299)
+        return aap_push_response_error(L, S, x, r, NULL);
+    if (x->body.len == 0) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    int ok = aap_json_decode(L, x->body.data, x->body.len);
+    aap_buf_clear(&x->body);             /* may hold a plaintext token */
+    if (!ok)
+        return aap_bad_response(L, x, r, "the answer is not JSON");
+    return 1;
+}
+
+int aap_call_json(lua_State *L, aap_session *S, const char *method, const char *path,
+                  int qidx, int jidx)
+{
+    if (qidx)
+        qidx = lua_absindex(L, qidx);
+    if (jidx)
+        jidx = lua_absindex(L, jidx);
+    int n = aap_need_flavor(L, S);
+    if (n)
+        return n;
+    aap_push_url(L, S, path, qidx, NULL);
+    aap_req r = { method, lua_tostring(L, -1), lua_tostring(L, -2), NULL, 0, NULL,
+                  AAP_AUTH_SESSION, NULL, NULL };
+    if (jidx) {
+        aap_json_encode(L, jidx);
+        r.body = lua_tolstring(L, -1, &r.body_len);
+        r.content_type = "application/json";
+    }
+    return send_json(L, S, &r);
+}
+
+/* GET an absolute path for detection: pushes the decoded body (or nil) and
+ * returns the status; -1 after pushing nil, err on a transport failure. */
+static long probe(lua_State *L, aap_session *S, const char *path)
+{
+    lua_pushstring(L, path);
+    lua_pushfstring(L, "%s%s", S->base, path);
+    aap_req r = { "GET", lua_tostring(L, -1), lua_tostring(L, -2), NULL, 0, NULL,
+                  AAP_AUTH_SESSION, NULL, NULL };
+    aap_xfer *x = &S->xfers[0];
+    if (aap_http_run(S, x, &r) != 0) {
+        aap_push_transport_error(L, x, &r);
+        return -1;
+    }
+    lua_pop(L, 2);
+    if (x->body.len == 0)
+        lua_pushnil(L);
+    else
+        aap_json_decode(L, x->body.data, x->body.len);   /* nil when not JSON */
+    aap_buf_clear(&x->body);
+    return x->status;
+}
+
+static int has_field(lua_State *L, int idx, const char *f)
+{
+    if (lua_type(L, idx) != LUA_TTABLE)
+        return 0;
+    int t = lua_getfield(L, idx, f);
+    lua_pop(L, 1);
+    return t != LUA_TNIL;
+}
+
+int aap_need_flavor(lua_State *L, aap_session *S)
+{
+    if (S->flavor != AAP_FLAVOR_UNKNOWN)
+        return 0;
+    int top = lua_gettop(L);
+    long st = probe(L, S, "/api/gateway/v1/ping/");
+    if (st < 0)
+        return 2;
+    /* A gateway: 200 with pong/status; or a JSON 401/403 when ping needs auth. */
+    if ((st == 200 && (has_field(L, -1, "pong") || has_field(L, -1, "status"))) ||
+        ((st == 401 || st == 403) && has_field(L, -1, "detail"))) {
+        S->flavor = AAP_FLAVOR_GATEWAY;
+        lua_settop(L, top);
+        return 0;
+    }
+    lua_settop(L, top);
+    st = probe(L, S, "/api/v2/ping/");
+    if (st < 0)
+        return 2;
+    if (st == 200 && (has_field(L, -1, "ha") || has_field(L, -1, "active_node") ||
+                      has_field(L, -1, "install_uuid") || has_field(L, -1, "instances"))) {
+        S->flavor = AAP_FLAVOR_CONTROLLER;
+        lua_settop(L, top);
+        return 0;
+    }
+    lua_settop(L, top);
+    st = probe(L, S, "/api/");
+    if (st < 0)
+        return 2;
+    if (st == 200 && has_field(L, -1, "apis")) {
+        S->flavor = AAP_FLAVOR_GATEWAY;
+    } else if (st == 200 && lua_type(L, -1) == LUA_TTABLE &&
+               lua_getfield(L, -1, "current_version") == LUA_TSTRING &&
+               strstr(lua_tostring(L, -1), "/api/v2/")) {
+        S->flavor = AAP_FLAVOR_CONTROLLER;
+    }
+    lua_settop(L, top);
+    if (S->flavor == AAP_FLAVOR_UNKNOWN) {
+        lua_pushfstring(L, "no AAP gateway or controller API found at %s", S->base);
+        aap_fail(L, "bad_response", 0, lua_tostring(L, -1), "GET", "/api/");
+        lua_remove(L, -3);
+        return 2;
+    }
+    return 0;
+}
+
+/* Raises on keys of the table at idx that are not in `allowed`. */
+static void check_keys(lua_State *L, int idx, const char *fn, const char *const *allowed)
+{
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        int ok = 0;
+        if (lua_type(L, -1) == LUA_TSTRING)
+            for (int i = 0; allowed[i]; i++)
+                if (strcmp(lua_tostring(L, -1), allowed[i]) == 0)
+                    ok = 1;
+        if (!ok)
+            luaL_error(L, "%s: unknown option '%s'", fn, luaL_tolstring(L, -1, NULL));
+    }
+}
+
+/* Copies opts[key] into the JSON body at dst when it has the right type. */
+static void copy_opt(lua_State *L, int src, int dst, const char *fn, const char *key, int type)
+{
+    int t = lua_getfield(L, src, key);
+    if (t == LUA_TNIL) {
+        lua_pop(L, 1);
+        return;
+    }
+    if (t != type && !(type == LUA_TNUMBER && aap_json_isnull(L, -1)))
+        luaL_error(L, "%s: option '%s' must be a %s", fn, key, lua_typename(L, type));
+    if (type == LUA_TNUMBER && t == LUA_TNUMBER && !lua_isinteger(L, -1))
+        luaL_error(L, "%s: option '%s' must be an integer id", fn, key);
+    lua_setfield(L, dst, key);
+}
+
+static int s_flavor(lua_State *L)
+{
+    aap_session *S = aap_check_session(L, 1);
+    int n = aap_need_flavor(L, S);
+    if (n)
+        return n;
+    lua_pushstring(L, S->flavor == AAP_FLAVOR_CONTROLLER ? "controller" : "gateway");
+    return 1;
+}
+
+static int s_ping(lua_State *L)
+{
+    aap_session *S = aap_check_session(L, 1);
+    return aap_call_json(L, S, "GET", "ping/", 0, 0);
+}
+
+static int s_me(lua_State *L)
+{
+    aap_session *S = aap_check_session(L, 1);
+    int n = aap_call_json(L, S, "GET", "me/", 0, 0);
+    if (n != 1)
+        return n;
+    int b = lua_gettop(L);
+    if (lua_type(L, b) == LUA_TTABLE) {
+        if (lua_getfield(L, b, "results") == LUA_TTABLE) {
+            if (lua_rawgeti(L, -1, 1) == LUA_TTABLE)
+                return 1;
+        } else if (has_field(L, b, "id")) {
+            lua_settop(L, b);
+            return 1;                     /* a plain user object */
+        }
+    }
+    lua_settop(L, b);
+    lua_pushfstring(L, "%s%s", aap_api_prefix(S), "me/");
+    return aap_fail(L, "bad_response", 200, "me/ did not list the current user", "GET",
+                    lua_tostring(L, -1));
+}
+
+static int s_create_token(lua_State *L)
+{
+    aap_session *S = aap_check_session(L, 1);
+    static const char *const keys[] = { "application", "description", "scope", NULL };
+    if (lua_isnoneornil(L, 2)) {
+        lua_settop(L, 1);
+        lua_newtable(L);
+    }
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    check_keys(L, 2, "create_token", keys);
+    lua_createtable(L, 0, 3);
+    copy_opt(L, 2, 3, "create_token", "application", LUA_TNUMBER);
+    copy_opt(L, 2, 3, "create_token", "description", LUA_TSTRING);
+    copy_opt(L, 2, 3, "create_token", "scope", LUA_TSTRING);
+    if (lua_getfield(L, 3, "application") == LUA_TNIL) {
+        aap_json_push_null(L);           /* a PAT: "application": null */
+        lua_setfield(L, 3, "application");
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, 3, "description") == LUA_TNIL) {
+        lua_pushliteral(L, "");
+        lua_setfield(L, 3, "description");
+    }
+    lua_pop(L, 1);
+    int n = aap_call_json(L, S, "POST", "tokens/", 0, 3);
+    if (n != 1)
+        return n;
+    aap_make_token(L);
+    return 1;
+}
+
+static void id_path(lua_State *L, const char *what, lua_Integer id)
+{
+    lua_pushfstring(L, "%s/%I/", what, (LUAI_UACINT)id);
+}
+
+static int s_token(lua_State *L)
+{
+    aap_session *S = aap_check_session(L, 1);
+    lua_Integer id = luaL_checkinteger(L, 2);
+    id_path(L, "tokens", id);
+    int n = aap_call_json(L, S, "GET", lua_tostring(L, -1), 0, 0);
+    if (n != 1)
+        return n;
+    aap_make_token(L);
+    return 1;
+}
+
+static int s_update_token(lua_State *L)
+{
+    aap_session *S = aap_check_session(L, 1);
+    lua_Integer id = luaL_checkinteger(L, 2);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_settop(L, 3);
+    id_path(L, "tokens", id);
+    int n = aap_call_json(L, S, "PATCH", lua_tostring(L, -1), 0, 3);
+    if (n != 1)
+        return n;
+    aap_make_token(L);
+    return 1;
+}
+
+static int s_delete_token(lua_State *L)
+{
+    aap_session *S = aap_check_session(L, 1);
+    lua_Integer id = luaL_checkinteger(L, 2);
+    id_path(L, "tokens", id);
+    int n = aap_call_json(L, S, "DELETE", lua_tostring(L, -1), 0, 0);
+    if (n != 1)
+        return n;
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static const char *list_path(lua_State *L, int fidx, const char *def)
+{
+    if (!lua_istable(L, fidx))
+        return def;
+    int t = lua_getfield(L, fidx, "path");
+    if (t == LUA_TNIL) {
+        lua_pop(L, 1);
+        return def;
+    }
+    if (t != LUA_TSTRING)
+        luaL_error(L, "filter 'path' must be a string");
+    const char *p = lua_tostring(L, -1);   /* kept alive by the filters table */
+    lua_pop(L, 1);
+    return p;
+}
+
+static int s_tokens(lua_State *L)
+{
+    aap_session *S = aap_check_session(L, 1);
+    if (!lua_isnoneornil(L, 2))
+        luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    return aap_list_all(L, S, list_path(L, 2, "tokens/"), lua_istable(L, 2) ? 2 : 0, aap_make_token);
+}
+
+static int s_each_token(lua_State *L)
+{
+    aap_session *S = aap_check_session(L, 1);
+    if (!lua_isnoneornil(L, 2))
+        luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    return aap_list_iter(L, S, 1, list_path(L, 2, "tokens/"), lua_istable(L, 2) ? 2 : 0);
+}
+
+static int s_applications(lua_State *L)
+{
+    aap_session *S = aap_check_session(L, 1);
+    if (!lua_isnoneornil(L, 2))
+        luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    return aap_list_all(L, S, list_path(L, 2, "applications/"), lua_istable(L, 2) ? 2 : 0, NULL);
+}
+
+/* Does the application at the top belong to organization `org` (index)? */
+static int in_org(lua_State *L, int org)
+{
+    int app = lua_gettop(L), r = 0;
+    if (lua_isnil(L, org))
+        return 1;
+    if (lua_isinteger(L, org)) {
+        lua_getfield(L, app, "organization");
+        r = lua_isinteger(L, -1) && lua_tointeger(L, -1) == lua_tointeger(L, org);
+    } else if (lua_getfield(L, app, "summary_fields") == LUA_TTABLE &&
+               lua_getfield(L, -1, "organization") == LUA_TTABLE &&
+               lua_getfield(L, -1, "name") == LUA_TSTRING) {
+        r = lua_rawequal(L, -1, org);
+    }
+    lua_settop(L, app);
+    return r;
+}
+
+static int s_application(lua_State *L)
+{
+    aap_session *S = aap_check_session(L, 1);
+    static const char *const keys[] = { "organization", NULL };
+    if (lua_isinteger(L, 2)) {
+        if (!lua_isnoneornil(L, 3))
+            luaL_checktype(L, 3, LUA_TTABLE);
+        id_path(L, "applications", lua_tointeger(L, 2));
+        return aap_call_json(L, S, "GET", lua_tostring(L, -1), 0, 0);
+    }
+    luaL_checkstring(L, 2);
+    if (lua_type(L, 2) != LUA_TSTRING)
+        return luaL_argerror(L, 2, "application name (string) or id (integer) expected");
+    lua_settop(L, 3);
+    lua_pushnil(L);                                  /* 4: organization */
+    if (!lua_isnil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        check_keys(L, 3, "application", keys);
+        lua_getfield(L, 3, "organization");
+        if (!lua_isnil(L, -1) && !lua_isinteger(L, -1) && lua_type(L, -1) != LUA_TSTRING)
+            return luaL_error(L, "application: option 'organization' must be an id or a name");
+        lua_replace(L, 4);
+    }
+    lua_newtable(L);                                 /* 5: query */
+    lua_pushvalue(L, 2);
+    lua_setfield(L, 5, "name");
+    if (lua_isinteger(L, 4)) {
+        lua_pushvalue(L, 4);
+        lua_setfield(L, 5, "organization");
+    }
+    int n = aap_list_all(L, S, "applications/", 5, NULL);
+    if (n != 1)
+        return n;
+    int all = lua_gettop(L);
+    lua_newtable(L);
+    int matches = all + 1, m = 0;
+    for (lua_Integer i = 1; lua_rawgeti(L, all, i) == LUA_TTABLE; i++) {
+        lua_getfield(L, -1, "name");
+        int same = lua_rawequal(L, -1, 2);
+        lua_pop(L, 1);
+        if (same && in_org(L, 4))
+            lua_rawseti(L, matches, ++m);
+        else
+            lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    if (m == 1) {
+        lua_rawgeti(L, matches, 1);
+        return 1;
+    }
+    lua_pushfstring(L, "%sapplications/", aap_api_prefix(S));
+    int pathidx = lua_gettop(L);
+    if (m == 0) {
+        if (lua_isnil(L, 4))
+            lua_pushfstring(L, "no application named '%s'", lua_tostring(L, 2));
+        else
+            lua_pushfstring(L, "no application named '%s' in organization %s", lua_tostring(L, 2),
+                            luaL_tolstring(L, 4, NULL));
+        return aap_fail(L, "not_found", 0, lua_tostring(L, -1), "GET", lua_tostring(L, pathidx));
+    }
+    lua_pushfstring(L, "%d applications are named '%s': choose one by organization or id", m,
+                    lua_tostring(L, 2));
+    aap_fail(L, "ambiguous", 0, lua_tostring(L, -1), "GET", lua_tostring(L, pathidx));
+    int err = lua_gettop(L);
+    lua_createtable(L, m, 0);
+    for (int i = 1; i <= m; i++) {
+        lua_rawgeti(L, matches, i);
+        lua_createtable(L, 0, 4);
+        lua_getfield(L, -2, "id");
+        lua_setfield(L, -2, "id");
+        lua_getfield(L, -2, "name");
+        lua_setfield(L, -2, "name");
+        lua_getfield(L, -2, "organization");
+        lua_setfield(L, -2, "organization");
+        if (lua_getfield(L, -2, "summary_fields") == LUA_TTABLE &&
+            lua_getfield(L, -1, "organization") == LUA_TTABLE &&
+            lua_getfield(L, -1, "name") == LUA_TSTRING) {
+            lua_setfield(L, -4, "organization_name");
+            lua_pop(L, 2);
+        } else {
+            lua_settop(L, err + 3);
+        }
+        lua_rawseti(L, err + 1, i);
+        lua_pop(L, 1);
+    }
+    lua_setfield(L, err, "candidates");
+    return 2;
+}
+
+static int s_create_application(lua_State *L)
+{
+    aap_session *S = aap_check_session(L, 1);
+    static const char *const keys[] = { "name", "organization", "client_type",
+        "authorization_grant_type", "redirect_uris", "description", "skip_authorization",
+        "user", "app_url", NULL };
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    check_keys(L, 2, "create_application", keys);
+    lua_createtable(L, 0, 8);
+    copy_opt(L, 2, 3, "create_application", "name", LUA_TSTRING);
+    copy_opt(L, 2, 3, "create_application", "organization", LUA_TNUMBER);
+    copy_opt(L, 2, 3, "create_application", "client_type", LUA_TSTRING);
+    copy_opt(L, 2, 3, "create_application", "authorization_grant_type", LUA_TSTRING);
+    copy_opt(L, 2, 3, "create_application", "redirect_uris", LUA_TSTRING);
+    copy_opt(L, 2, 3, "create_application", "description", LUA_TSTRING);
+    copy_opt(L, 2, 3, "create_application", "skip_authorization", LUA_TBOOLEAN);
+    copy_opt(L, 2, 3, "create_application", "user", LUA_TNUMBER);
+    copy_opt(L, 2, 3, "create_application", "app_url", LUA_TSTRING);
+    if (lua_getfield(L, 3, "name") == LUA_TNIL)
+        return luaL_error(L, "create_application: option 'name' is required");
+    if (lua_getfield(L, 3, "organization") == LUA_TNIL)
+        return luaL_error(L, "create_application: option 'organization' is required");
+    lua_pop(L, 2);
+    static const char *const defaults[][2] = {
+        { "client_type", "confidential" }, { "authorization_grant_type", "password" },
+        { "redirect_uris", "" }, { NULL, NULL } };
+    for (int i = 0; defaults[i][0]; i++) {
+        if (lua_getfield(L, 3, defaults[i][0]) == LUA_TNIL) {
+            lua_pushstring(L, defaults[i][1]);
+            lua_setfield(L, 3, defaults[i][0]);
+        }
+        lua_pop(L, 1);
+    }
+    return aap_call_json(L, S, "POST", "applications/", 0, 3);
+}
+
+/* ---- /o/ endpoints: form bodies, client authentication ------------------ */
+
+struct client {
+    char *user, *pass;   /* URL-encoded client id and secret (wiped) */
+};
+
+static void client_free(struct client *c)
+{
+    aap_free_secret(&c->user);
+    aap_free_secret(&c->pass);
+}
+
+static const char *opt_secret(lua_State *L, int idx, const char *fn, const char *key, int required)
+{
+    int t = lua_getfield(L, idx, key);
+    if (t == LUA_TNIL && !required) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    if (t != LUA_TSTRING)
+        luaL_error(L, "%s: option '%s' must be a string", fn, key);
+    size_t n;
+    const char *s = lua_tolstring(L, -1, &n);
+    if (n == 0 || memchr(s, '\0', n))
+        luaL_error(L, "%s: option '%s' must be a non-empty string without NUL", fn, key);
+    lua_pop(L, 1);
+    return s;
+}
+
+/* POSTs the form in S->form to the OAuth endpoint `what` ("token/" or
+ * "revoke_token/"); pushes the decoded 2xx body (true when empty) or nil, err. */
+static int oauth_post(lua_State *L, aap_session *S, const char *what, const char *client_id,
+                      const char *client_secret, const char *const *secrets)
+{
+    int n = aap_need_flavor(L, S);
+    if (n) {
+        aap_buf_clear(&S->form);
+        return n;
+    }
+    lua_pushfstring(L, "%s%s", aap_oauth_prefix(S), what);
+    lua_pushfstring(L, "%s%s", S->base, lua_tostring(L, -1));
+    aap_req r = { "POST", lua_tostring(L, -1), lua_tostring(L, -2), S->form.data ? S->form.data : "",
+                  S->form.len, "application/x-www-form-urlencoded", AAP_AUTH_NONE, NULL, NULL };
+    struct client c = { NULL, NULL };
+    if (client_secret) {
+        /* Basic with both parts URL-encoded: DOT URL-decodes them. */
+        c.user = aap_urlencode(client_id, strlen(client_id));
+        c.pass = aap_urlencode(client_secret, strlen(client_secret));
+        if (!c.user || !c.pass) {
+            client_free(&c);
+            aap_buf_clear(&S->form);
+            return luaL_error(L, "not enough memory");
+        }
+        r.auth = AAP_AUTH_CLIENT;
+        r.client_user = c.user;
+        r.client_pass = c.pass;
+    }
+    aap_xfer *x = &S->xfers[0];
+    int rc = aap_http_run(S, x, &r);
+    client_free(&c);
+    aap_buf_clear(&S->form);
+    if (rc != 0)
+        return aap_push_transport_error(L, x, &r);
+    if (x->status < 200 || x->status > 299) {
+        n = aap_push_response_error(L, S, x, &r, secrets);
+        aap_buf_clear(&x->body);
+        return n;
+    }
+    if (x->body.len == 0) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    int ok = aap_json_decode(L, x->body.data, x->body.len);
+    aap_buf_clear(&x->body);
+    if (!ok)
+        return aap_bad_response(L, x, &r, "the answer is not JSON");
+    return 1;
+}
+
+static void form_add_or_die(lua_State *L, aap_session *S, const char *k, const char *v)
+{
+    if (v && aap_form_add(&S->form, k, v, strlen(v)) != 0) {
+        aap_buf_clear(&S->form);
+        luaL_error(L, "not enough memory");
+    }
+}
+
+static int s_refresh(lua_State *L)
+{
+    aap_session *S = aap_check_session(L, 1);
+    static const char *const keys[] = { "refresh_token", "client_id", "client_secret", "scope", NULL };
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    check_keys(L, 2, "refresh", keys);
+    const char *rt = opt_secret(L, 2, "refresh", "refresh_token", 1);
+    const char *cid = opt_secret(L, 2, "refresh", "client_id", 1);
+    const char *csec = opt_secret(L, 2, "refresh", "client_secret", 0);
+    const char *scope = opt_secret(L, 2, "refresh", "scope", 0);
+    aap_buf_clear(&S->form);
+    form_add_or_die(L, S, "grant_type", "refresh_token");
+    form_add_or_die(L, S, "refresh_token", rt);
+    if (scope)
+        form_add_or_die(L, S, "scope", scope);
+    if (!csec)
+        form_add_or_die(L, S, "client_id", cid);     /* a public client */
+    const char *secrets[] = { rt, csec, NULL };
+    double now = aap_now();
+    int n = oauth_post(L, S, "token/", cid, csec, secrets);
+    if (n != 1)
+        return n;
+    if (lua_type(L, -1) != LUA_TTABLE || !has_field(L, -1, "access_token")) {
+        lua_pushfstring(L, "%stoken/", aap_oauth_prefix(S));
+        return aap_fail(L, "bad_response", 0, "the token endpoint answered without an access_token",
+                        "POST", lua_tostring(L, -1));
+    }
+    aap_make_oauth_token(L, now);
+    return 1;
+}
+
+static int s_revoke(lua_State *L)
+{
+    aap_session *S = aap_check_session(L, 1);
+    static const char *const keys[] = { "token", "client_id", "client_secret", "token_type_hint", NULL };
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    check_keys(L, 2, "revoke", keys);
+    const char *tok = opt_secret(L, 2, "revoke", "token", 1);
+    const char *cid = opt_secret(L, 2, "revoke", "client_id", 1);
+    const char *csec = opt_secret(L, 2, "revoke", "client_secret", 0);
+    const char *hint = opt_secret(L, 2, "revoke", "token_type_hint", 0);
+    aap_buf_clear(&S->form);
+    form_add_or_die(L, S, "token", tok);
+    if (hint)
+        form_add_or_die(L, S, "token_type_hint", hint);
+    if (!csec)
+        form_add_or_die(L, S, "client_id", cid);
+    const char *secrets[] = { tok, csec, NULL };
+    int n = oauth_post(L, S, "revoke_token/", cid, csec, secrets);
+    if (n != 1)
+        return n;
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* ---- the raw escape hatch ----------------------------------------------- */
+
+static const char *const METHODS[] = { "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", NULL };
+
+/* s:request(method, path, {query=, json=, form=}) -> status, body, headers | nil, err */
+static int s_request(lua_State *L)
+{
+    aap_session *S = aap_check_session(L, 1);
+    static const char *const keys[] = { "query", "json", "form", NULL };
+    int mi = luaL_checkoption(L, 2, NULL, METHODS);
+    const char *path = luaL_checkstring(L, 3);
+    if (!lua_isnoneornil(L, 4))
+        luaL_checktype(L, 4, LUA_TTABLE);
+    lua_settop(L, 4);
+    int query = 0, json = 0, form = 0;
+    if (lua_istable(L, 4)) {
+        check_keys(L, 4, "request", keys);
+        if (lua_getfield(L, 4, "query") != LUA_TNIL) {      /* 5 */
+            luaL_argcheck(L, lua_istable(L, 5), 4, "'query' must be a table");
+            query = 5;
+        }
+        if (lua_getfield(L, 4, "json") != LUA_TNIL)          /* 6 */
+            json = 6;
+        if (lua_getfield(L, 4, "form") != LUA_TNIL) {        /* 7 */
+            luaL_argcheck(L, lua_istable(L, 7), 4, "'form' must be a table");
+            luaL_argcheck(L, !json, 4, "'json' and 'form' exclude each other");
+            form = 7;
+        }
+    }
+    lua_settop(L, 7);
+    int n = aap_need_flavor(L, S);
+    if (n)
+        return n;
+    aap_push_url(L, S, path, query, NULL);                  /* 8 path, 9 url */
+    aap_req r = { METHODS[mi], lua_tostring(L, 9), lua_tostring(L, 8), NULL, 0, NULL,
+                  AAP_AUTH_SESSION, NULL, NULL };
+    aap_buf_clear(&S->form);
+    if (json) {
+        aap_json_encode(L, json);
+        r.body = lua_tolstring(L, -1, &r.body_len);
+        r.content_type = "application/json";
+    } else if (form) {
+        lua_pushnil(L);
+        while (lua_next(L, form)) {
+            size_t vl;
+            if (lua_type(L, -2) != LUA_TSTRING || !lua_isstring(L, -1)) {
+                aap_buf_clear(&S->form);
+                return luaL_error(L, "request: 'form' maps strings to strings");
+            }
+            const char *v = lua_tolstring(L, -1, &vl);
+            if (aap_form_add(&S->form, lua_tostring(L, -2), v, vl) != 0) {
+                aap_buf_clear(&S->form);
+                return luaL_error(L, "not enough memory");
+            }
+            lua_pop(L, 1);
+        }
+        r.body = S->form.data ? S->form.data : "";
+        r.body_len = S->form.len;
+        r.content_type = "application/x-www-form-urlencoded";
+    }
+    aap_xfer *x = &S->xfers[0];
+    int rc = aap_http_run(S, x, &r);
+    aap_buf_clear(&S->form);
+    if (rc != 0)
+        return aap_push_transport_error(L, x, &r);
+    lua_pushinteger(L, x->status);
+    if (x->body.len == 0 || !aap_json_decode(L, x->body.data, x->body.len)) {
+        if (x->body.len > 0)
+            lua_pop(L, 1);
+        lua_pushlstring(L, x->body.data ? x->body.data : "", x->body.len);
+    }
+    aap_buf_clear(&x->body);
+    aap_push_headers(L, &x->head);
+    return 3;
+}
+
+static int s_stats(lua_State *L)
+{
+    aap_session *S = aap_check_session(L, 1);
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, S->n_requests);
+    lua_setfield(L, -2, "requests");
+    lua_pushinteger(L, S->n_connects);
+    lua_setfield(L, -2, "connects");
+    lua_pushinteger(L, S->n_retries);
+    lua_setfield(L, -2, "retries");
+    return 1;
+}
+
+static const luaL_Reg session_methods[] = {
+    { "close", session_close },
+    { "flavor", s_flavor },
+    { "ping", s_ping },
+    { "me", s_me },
+    { "create_token", s_create_token },
+    { "token", s_token },
+    { "tokens", s_tokens },
+    { "each_token", s_each_token },
+    { "update_token", s_update_token },
+    { "delete_token", s_delete_token },
+    { "applications", s_applications },
+    { "application", s_application },
+    { "create_application", s_create_application },
+    { "refresh", s_refresh },
+    { "revoke", s_revoke },
+    { "request", s_request },
+    { "stats", s_stats },
+    { NULL, NULL }
+};
+
+static const luaL_Reg session_meta[] = {
+    { "__gc", session_close },
+    { "__close", session_close },
+    { "__tostring", session_tostring },
+    { "__index", NULL },
+    { NULL, NULL }
+};
+
+void aap_open_session(lua_State *L)
+{
+    static int curl_ready = 0;
+    if (!curl_ready) {
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+            luaL_error(L, "aap: curl_global_init failed");
+        curl_ready = 1;
+    }
+    aap_open_json(L);
+    aap_open_errors(L);
+    aap_open_tokens(L);
+    aap_open_timefmt(L);
+    /* The metatable is complete before any session exists. */
+    luaL_newmetatable(L, AAP_SESSION_MT);
+    luaL_setfuncs(L, session_meta, 0);
+    luaL_newlib(L, session_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    lua_pushcfunction(L, l_connect);
+    lua_setfield(L, -2, "connect");
+}

@@ -1,0 +1,487 @@
+/*
+ * http.c - transfers: one libcurl easy handle per session (more only for
+ * concurrent page fetches), all driven through the session's multi handle
+ * so every transfer shares one connection cache (keep-alive).
+ *
+ * Safe defaults are set in C on every transfer, after curl_easy_reset, so
+ * nothing set for one request leaks into the next and a caller cannot forget
+ * them: http/https only (redirects too), TLS verification, NOSIGNAL, connect
+ * and total timeouts, a redirect limit, credentials never sent to another
+ * host (libcurl's own Basic/Bearer handling with UNRESTRICTED_AUTH off), and
+ * caps on body and header bytes enforced in the callbacks.
+ *
+ * The callbacks touch only C memory and never call Lua.
+ */
+#include "aap.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define MAX_REDIRS 3L
+#define BACKOFF_CAP 8.0          /* seconds between two attempts, at most */
+#define RETRY_AFTER_CAP 60.0     /* a server's Retry-After, at most */
+
+static size_t write_cb(char *p, size_t size, size_t n, void *ud)
+{
+    aap_xfer *x = ud;
+    size_t len = size * n;
+    if (len > x->max_body || x->body.len > x->max_body - len) {
+        x->too_large = 1;
+        return 0;                        /* a short count aborts the transfer */
+    }
+    if (aap_buf_add(&x->body, p, len) != 0)
+        return 0;
+    return len;
+}
+
+static size_t header_cb(char *p, size_t size, size_t n, void *ud)
+{
+    aap_xfer *x = ud;
+    size_t len = size * n;
+    if (len > x->max_head || x->head_total > x->max_head - len) {
+        x->too_large = 1;
+        return 0;
+    }
+    x->head_total += len;
+    if (len >= 5 && memcmp(p, "HTTP/", 5) == 0)
+        aap_buf_clear(&x->head);         /* a new response: after a redirect or 100 */
+    if (aap_buf_add(&x->head, p, len) != 0)
+        return 0;
+    return len;
+}
+
+int aap_xfers_reserve(aap_session *S, int n)
+{
+    if (n <= S->nxfers)
+        return 0;
+    aap_xfer *nx = calloc((size_t)n, sizeof *nx);
+    if (!nx)
+        return -1;
+    if (S->nxfers)
+        memcpy(nx, S->xfers, (size_t)S->nxfers * sizeof *nx);
+    for (int i = S->nxfers; i < n; i++) {
+        nx[i].easy = curl_easy_init();
+        nx[i].done = 1;
+        if (!nx[i].easy) {
+            for (int j = S->nxfers; j < i; j++)
+                curl_easy_cleanup(nx[j].easy);
+            free(nx);
+            return -1;
+        }
+    }
+    free(S->xfers);
+    S->xfers = nx;
+    S->nxfers = n;
+    return 0;
+}
+
+void aap_xfers_free(aap_session *S)
+{
+    for (int i = 0; i < S->nxfers; i++) {
+        aap_xfer *x = &S->xfers[i];
+        if (!x->done && S->multi)
+            curl_multi_remove_handle(S->multi, x->easy);
+        curl_easy_cleanup(x->easy);
+        curl_slist_free_all(x->hdrs);
+        aap_buf_free(&x->body);
+        aap_buf_free(&x->head);
+    }
+    free(S->xfers);
+    S->xfers = NULL;
+    S->nxfers = 0;
+}
+
+static CURLcode set_protocols(CURL *e)
+{
+#if LIBCURL_VERSION_NUM >= 0x075500   /* 7.85: the string forms */
+    CURLcode rc = curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (rc == CURLE_OK)
+        rc = curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+#else
+    CURLcode rc = curl_easy_setopt(e, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+    if (rc == CURLE_OK)
+        rc = curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+    return rc;
+}
+
+static CURLcode setup(aap_session *S, aap_xfer *x, const aap_req *r, long timeout_ms)
+{
+    CURL *e = x->easy;
+    curl_easy_reset(e);
+    curl_slist_free_all(x->hdrs);
+    x->hdrs = NULL;
+    aap_buf_clear(&x->body);
+    aap_buf_clear(&x->head);
+    x->head_total = 0;
+    x->too_large = 0;
+    x->status = 0;
+    x->result = CURLE_OK;
+    x->errbuf[0] = '\0';
+    x->max_body = S->max_body;
+    x->max_head = S->max_head;
+
+    CURLcode rc = set_protocols(e);
+#define SET(opt, val) do { if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, val); } while (0)
+    SET(CURLOPT_URL, r->url);
+    SET(CURLOPT_PRIVATE, (void *)x);
+    SET(CURLOPT_ERRORBUFFER, x->errbuf);
+    SET(CURLOPT_NOSIGNAL, 1L);
+    SET(CURLOPT_FOLLOWLOCATION, 1L);
+    SET(CURLOPT_MAXREDIRS, MAX_REDIRS);
+    SET(CURLOPT_UNRESTRICTED_AUTH, 0L);
+    SET(CURLOPT_CONNECTTIMEOUT_MS, S->connect_timeout_ms);
+    SET(CURLOPT_TIMEOUT_MS, timeout_ms);
+    SET(CURLOPT_SSL_VERIFYPEER, S->insecure ? 0L : 1L);
+    SET(CURLOPT_SSL_VERIFYHOST, S->insecure ? 0L : 2L);
+    if (S->ca_file)
+        SET(CURLOPT_CAINFO, S->ca_file);
+    SET(CURLOPT_USERAGENT, S->user_agent);
+    SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)S->max_body);
+    SET(CURLOPT_WRITEFUNCTION, write_cb);
+    SET(CURLOPT_WRITEDATA, (void *)x);
+    SET(CURLOPT_HEADERFUNCTION, header_cb);
+    SET(CURLOPT_HEADERDATA, (void *)x);
+
+    const char *m = r->method;
+    if (strcmp(m, "GET") == 0) {
+        SET(CURLOPT_HTTPGET, 1L);
+    } else if (strcmp(m, "HEAD") == 0) {
+        SET(CURLOPT_NOBODY, 1L);
+    } else {
+        if (strcmp(m, "POST") != 0)
+            SET(CURLOPT_CUSTOMREQUEST, m);
+        if (r->body || strcmp(m, "POST") == 0) {
+            SET(CURLOPT_POSTFIELDS, r->body ? r->body : "");
+            SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(r->body ? r->body_len : 0));
+        }
+    }
+
+    /* Credentials through libcurl's own auth: with UNRESTRICTED_AUTH off it
+     * sends them only to the first host, port and scheme of the transfer. */
+    if (r->auth == AAP_AUTH_SESSION && S->token) {
+        SET(CURLOPT_HTTPAUTH, (long)CURLAUTH_BEARER);
+        SET(CURLOPT_XOAUTH2_BEARER, S->token);
+    } else if (r->auth == AAP_AUTH_SESSION && S->username) {
+        SET(CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+        SET(CURLOPT_USERNAME, S->username);
+        SET(CURLOPT_PASSWORD, S->password ? S->password : "");
+    } else if (r->auth == AAP_AUTH_CLIENT) {
+        SET(CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+        SET(CURLOPT_USERNAME, r->client_user);
+        SET(CURLOPT_PASSWORD, r->client_pass ? r->client_pass : "");
+    }
+
+    struct curl_slist *h = curl_slist_append(NULL, "Accept: application/json");
+    if (h) {
+        x->hdrs = h;
+        h = curl_slist_append(x->hdrs, "Expect:");
+    }
+    if (h && r->body && r->content_type) {
+        char ct[128];
+        snprintf(ct, sizeof ct, "Content-Type: %s", r->content_type);
+        h = curl_slist_append(x->hdrs, ct);
+    }
+    if (!h)
+        rc = CURLE_OUT_OF_MEMORY;
+    SET(CURLOPT_HTTPHEADER, x->hdrs);
+#undef SET
+    return rc;
+}
+
+static void finish(aap_session *S, aap_xfer *x, CURLcode res)
+{
+    long status = 0, conns = 0;
+    x->result = res;
+    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(x->easy, CURLINFO_NUM_CONNECTS, &conns);
+    x->status = res == CURLE_OK ? status : 0;
+    x->done = 1;
+    S->n_requests++;
+    S->n_connects += conns;
+}
+
+/* Called when x is done; returns 1 when it set x up again for another transfer. */
+typedef int (*next_fn)(aap_session *S, aap_xfer *x, void *ud);
+
+/* Drives every attached transfer to completion. Handles are detached before
+ * this returns, so Lua code never runs with a transfer in flight. */
+static void drive(aap_session *S, int active, next_fn next, void *ud)
+{
+    while (active > 0) {
+        int running = 0;
+        CURLMcode mc = curl_multi_perform(S->multi, &running);
+        CURLMsg *msg;
+        int queued;
+        while ((msg = curl_multi_info_read(S->multi, &queued))) {
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            CURL *e = msg->easy_handle;
+            CURLcode res = msg->data.result;
+            aap_xfer *x = NULL;
+            curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&x);
+            curl_multi_remove_handle(S->multi, e);
+            active--;
+            finish(S, x, res);
+            if (next && next(S, x, ud)) {
+                x->done = 0;
+                if (curl_multi_add_handle(S->multi, x->easy) == CURLM_OK)
+                    active++;
+                else
+                    finish(S, x, CURLE_OUT_OF_MEMORY);
+            }
+        }
+        if (mc == CURLM_OK && active > 0)
+            mc = curl_multi_poll(S->multi, NULL, 0, 1000, NULL);
+        if (mc != CURLM_OK) {
+            for (int i = 0; i < S->nxfers; i++) {
+                aap_xfer *x = &S->xfers[i];
+                if (!x->done) {
+                    curl_multi_remove_handle(S->multi, x->easy);
+                    finish(S, x, CURLE_OUT_OF_MEMORY);
+                }
+            }
+            return;
+        }
+    }
+}
+
+static int start(aap_session *S, aap_xfer *x, const aap_req *r, long timeout_ms)
+{
+    CURLcode rc = setup(S, x, r, timeout_ms);
+    if (rc == CURLE_OK) {
+        x->done = 0;
+        if (curl_multi_add_handle(S->multi, x->easy) == CURLM_OK)
+            return 0;
+        x->done = 1;
+        rc = CURLE_OUT_OF_MEMORY;
+    }
+    x->result = rc;
+    x->status = 0;
+    return -1;
+}
+
+static int idempotent(const char *m)
+{
+    return !strcmp(m, "GET") || !strcmp(m, "HEAD") || !strcmp(m, "DELETE") ||
+           !strcmp(m, "PUT") || !strcmp(m, "OPTIONS");
+}
+
+static int retry_transport(const aap_xfer *x, int idem)
+{
+    /* Nothing was sent: safe to repeat even a POST that creates a token. */
+    if (x->result == CURLE_COULDNT_CONNECT || x->result == CURLE_COULDNT_RESOLVE_HOST)
+        return 1;
+    if (!idem || x->too_large)
+        return 0;
+    if (x->result == CURLE_OPERATION_TIMEDOUT)
+        return 1;
+    return strcmp(aap_curl_code(x->result), "connect") == 0 && x->result != CURLE_WRITE_ERROR;
+}
+
+static double jitter(aap_session *S, double base)
+{
+    /* xorshift64*, seeded per session: spreads clients' retries apart. */
+    uint64_t v = S->rng;
+    v ^= v >> 12;
+    v ^= v << 25;
+    v ^= v >> 27;
+    S->rng = v;
+    double u = (double)((v * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
+    return base / 2 + u * base / 2;
+}
+
+/* Exponential back-off with jitter: backoff * 2^attempt, capped. */
+static double backoff(aap_session *S, int attempt)
+{
+    double d = S->backoff * (double)(1 << (attempt < 16 ? attempt : 16));
+    return jitter(S, d < BACKOFF_CAP ? d : BACKOFF_CAP);
+}
+
+int aap_http_run(aap_session *S, aap_xfer *x, const aap_req *r)
+{
+    double deadline = aap_now() + (double)S->timeout_ms / 1000.0;
+    int idem = idempotent(r->method);
+    for (int attempt = 0;; attempt++) {
+        double left = deadline - aap_now();
+        long ms = left > 0.001 ? (long)(left * 1000.0) : 1;
+        if (start(S, x, r, ms) == 0)
+            drive(S, 1, NULL, NULL);
+        int failed = x->result != CURLE_OK;
+        if (attempt >= S->retries)
+            return failed ? -1 : 0;
+        double delay;
+        if (failed) {
+            if (!retry_transport(x, idem))
+                return -1;
+            delay = backoff(S, attempt);
+        } else if (idem && (x->status == 429 || x->status == 502 || x->status == 503 ||
+                            x->status == 504)) {
+            double ra = aap_retry_after(&x->head);
+            if (ra >= 0)
+                delay = ra < RETRY_AFTER_CAP ? ra : RETRY_AFTER_CAP;
+            else
+                delay = backoff(S, attempt);
+        } else {
+            return 0;
+        }
+        if (aap_now() + delay >= deadline)
+            return failed ? -1 : 0;      /* no time left for another attempt */
+        if (aap_sleep(delay) != 0)
+            return failed ? -1 : 0;      /* a signal: stop, let the caller see it */
+        S->n_retries++;
+    }
+}
+
+struct many {
+    const char *const *urls;
+    aap_page *pages;
+    int n, next;
+    aap_req req;
+};
+
+static void keep_page(aap_xfer *x, aap_page *p)
+{
+    aap_buf t = p->body;
+    p->body = x->body;
+    x->body = t;
+    aap_buf_clear(&x->body);
+    p->status = x->status;
+    p->result = x->result;
+    p->too_large = x->too_large;
+}
+
+static int many_next(aap_session *S, aap_xfer *x, void *ud)
+{
+    struct many *m = ud;
+    keep_page(x, &m->pages[x->page]);
+    while (m->next < m->n) {
+        x->page = m->next++;
+        m->req.url = m->urls[x->page];
+        if (setup(S, x, &m->req, S->timeout_ms) == CURLE_OK)
+            return 1;
+        m->pages[x->page].result = CURLE_OUT_OF_MEMORY;
+    }
+    return 0;
+}
+
+void aap_http_fetch_many(aap_session *S, const char *const *urls, aap_page *pages, int n)
+{
+    struct many m = { urls, pages, n, 0, { "GET", NULL, NULL, NULL, 0, NULL, AAP_AUTH_SESSION, NULL, NULL } };
+    for (int i = 0; i < n; i++) {
+        pages[i].result = CURLE_FAILED_INIT;   /* until fetched */
+        pages[i].status = 0;
+    }
+    int h = S->concurrency < n ? S->concurrency : n;
+    if (h < 1)
+        h = 1;
+    if (aap_xfers_reserve(S, h) != 0)
+        h = S->nxfers;                         /* fewer in parallel, still correct */
+    int active = 0;
+    for (int i = 0; i < h && m.next < n; i++) {
+        aap_xfer *x = &S->xfers[i];
+        x->page = m.next++;
+        m.req.url = urls[x->page];
+        if (start(S, x, &m.req, S->timeout_ms) == 0)
+            active++;
+        else
+            pages[x->page].result = x->result;
+    }
+    drive(S, active, many_next, &m);
+    for (int i = 0; i < h; i++)
+        aap_buf_clear(&S->xfers[i].body);
+}
+
+/* ---- response headers --------------------------------------------------- */
+
+/* Finds header `name` in the raw lines; returns a pointer to its value. */
+static const char *find_header(const aap_buf *head, const char *name, size_t *vlen)
+{
+    size_t nl = strlen(name);
+    const char *p = head->data, *end = head->data + head->len;
+    while (p && p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        if (!eol)
+            eol = end;
+        if ((size_t)(eol - p) > nl && p[nl] == ':' && strncasecmp(p, name, nl) == 0) {
+            const char *v = p + nl + 1, *ve = eol;
+            while (v < ve && (*v == ' ' || *v == '\t'))
+                v++;
+            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+                ve--;
+            *vlen = (size_t)(ve - v);
+            return v;
+        }
+        p = eol + 1;
+    }
+    return NULL;
+}
+
+int aap_push_header(lua_State *L, const aap_buf *head, const char *name)
+{
+    size_t n;
+    const char *v = head->data ? find_header(head, name, &n) : NULL;
+    if (v)
+        lua_pushlstring(L, v, n);
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
+void aap_push_headers(lua_State *L, const aap_buf *head)
+{
+    lua_newtable(L);
+    if (!head->data)
+        return;
+    const char *p = head->data, *end = head->data + head->len;
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        if (!eol)
+            eol = end;
+        const char *colon = memchr(p, ':', (size_t)(eol - p));
+        if (colon && colon > p && memcmp(p, "HTTP/", 5) != 0) {
+            luaL_Buffer b;
+            luaL_buffinit(L, &b);
+            for (const char *q = p; q < colon; q++)
+                luaL_addchar(&b, (char)(*q >= 'A' && *q <= 'Z' ? *q + 32 : *q));
+            luaL_pushresult(&b);
+            const char *v = colon + 1, *ve = eol;
+            while (v < ve && (*v == ' ' || *v == '\t'))
+                v++;
+            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+                ve--;
+            lua_pushvalue(L, -1);
+            if (lua_rawget(L, -3) == LUA_TSTRING) {  /* repeated: join with ", " */
+                lua_pushliteral(L, ", ");
+                lua_pushlstring(L, v, (size_t)(ve - v));
+                lua_concat(L, 3);
+            } else {
+                lua_pop(L, 1);
+                lua_pushlstring(L, v, (size_t)(ve - v));
+            }
+            lua_rawset(L, -3);
+        }
+        p = eol + 1;
+    }
+}
+
+double aap_retry_after(const aap_buf *head)
+{
+    size_t n;
+    const char *v = head->data ? find_header(head, "retry-after", &n) : NULL;
+    if (!v || n == 0 || n > 64)
+        return -1;
+    char tmp[65];
+    memcpy(tmp, v, n);
+    tmp[n] = '\0';
+    char *end;
+    long long secs = strtoll(tmp, &end, 10);
+    if (end != tmp && *end == '\0')
+        return secs < 0 ? 0 : (double)secs;
+    time_t when = curl_getdate(tmp, NULL);       /* an HTTP date */
+    if (when == (time_t)-1)
+        return -1;
+    double d = (double)when - aap_now();
+    return d > 0 ? d : 0;
+}

@@ -1,0 +1,196 @@
+/*
+ * tokens.c - aap.Token: a token object from the gateway (or an /o/token/
+ * answer) as a Lua table with typed fields, masked values recognised, times
+ * as epoch seconds, and the decoded server object kept in `raw`.
+ * tostring never shows a secret.
+ */
+#include "aap.h"
+
+#include <string.h>
+
+static int is_mask(const char *s)
+{
+    return strcmp(s, "$encrypted$") == 0 || strcmp(s, "************") == 0;
+}
+
+/* tok[field] = raw[field] as an integer, or nil (null, absent, not a number). */
+static void copy_int(lua_State *L, int tok, int raw, const char *field)
+{
+    if (lua_getfield(L, raw, field) == LUA_TNUMBER) {
+        lua_Integer i;
+        if (lua_isinteger(L, -1) || lua_numbertointeger(lua_tonumber(L, -1), &i)) {
+            lua_setfield(L, tok, field);
+            return;
+        }
+    }
+    lua_pop(L, 1);
+}
+
+static void copy_str(lua_State *L, int tok, int raw, const char *field)
+{
+    if (lua_getfield(L, raw, field) == LUA_TSTRING)
+        lua_setfield(L, tok, field);
+    else
+        lua_pop(L, 1);
+}
+
+static void copy_time(lua_State *L, int tok, int raw, const char *field)
+{
+    size_t n;
+    double t;
+    if (lua_getfield(L, raw, field) == LUA_TSTRING) {
+        const char *s = lua_tolstring(L, -1, &n);
+        if (aap_parse_time(s, n, &t) == 0) {
+            lua_pushnumber(L, t);
+            lua_setfield(L, tok, field);
+        }
+    }
+    lua_pop(L, 1);
+}
+
+/* A secret field: plaintext kept, a mask gives masked = true, null gives nil. */
+static void copy_secret(lua_State *L, int tok, int raw, const char *from, const char *to)
+{
+    if (lua_getfield(L, raw, from) == LUA_TSTRING) {
+        if (is_mask(lua_tostring(L, -1))) {
+            lua_pushboolean(L, 1);
+            lua_setfield(L, tok, "masked");
+        } else if (lua_rawlen(L, -1) > 0) {
+            lua_pushvalue(L, -1);
+            lua_setfield(L, tok, to);
+        }
+    }
+    lua_pop(L, 1);
+}
+
+void aap_make_token(lua_State *L)
+{
+    int raw = lua_gettop(L);
+    lua_createtable(L, 0, 14);
+    int tok = raw + 1;
+    if (lua_type(L, raw) == LUA_TTABLE) {
+        copy_int(L, tok, raw, "id");
+        copy_int(L, tok, raw, "application");
+        copy_int(L, tok, raw, "user");
+        lua_pushstring(L, lua_getfield(L, tok, "application") == LUA_TNIL ? "personal" : "application");
+        lua_setfield(L, tok, "kind");
+        lua_pop(L, 1);
+        lua_pushboolean(L, 0);
+        lua_setfield(L, tok, "masked");
+        copy_secret(L, tok, raw, "token", "token");
+        copy_secret(L, tok, raw, "refresh_token", "refresh_token");
+        copy_str(L, tok, raw, "scope");
+        copy_str(L, tok, raw, "description");
+        copy_time(L, tok, raw, "created");
+        copy_time(L, tok, raw, "modified");
+        copy_time(L, tok, raw, "expires");
+        copy_time(L, tok, raw, "last_used");
+    }
+    lua_pushvalue(L, raw);
+    lua_setfield(L, tok, "raw");
+    luaL_setmetatable(L, AAP_TOKEN_MT);
+    lua_replace(L, raw);
+}
+
+void aap_make_oauth_token(lua_State *L, double now)
+{
+    int raw = lua_gettop(L);
+    lua_createtable(L, 0, 10);
+    int tok = raw + 1;
+    lua_pushliteral(L, "application");
+    lua_setfield(L, tok, "kind");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, tok, "masked");
+    copy_secret(L, tok, raw, "access_token", "token");
+    copy_secret(L, tok, raw, "refresh_token", "refresh_token");
+    copy_str(L, tok, raw, "scope");
+    copy_str(L, tok, raw, "token_type");
+    /* expires_in may be 31536000000: beyond 32 bits, fine in a double/int64. */
+    if (lua_getfield(L, raw, "expires_in") == LUA_TNUMBER) {
+        lua_Number e = lua_tonumber(L, -1);
+        lua_pushnumber(L, now + e);
+        lua_setfield(L, tok, "expires");
+        lua_pushnumber(L, now);
+        lua_setfield(L, tok, "created");
+    }
+    lua_pop(L, 1);
+    lua_pushvalue(L, raw);
+    lua_setfield(L, tok, "raw");
+    luaL_setmetatable(L, AAP_TOKEN_MT);
+    lua_replace(L, raw);
+}
+
+/* aap.Token(id=7, personal, scope=write, expires=2027-11-29T10:21:27Z) */
+static int token_tostring(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    int n = 1;
+    lua_pushliteral(L, "aap.Token(");
+    if (lua_getfield(L, 1, "id") == LUA_TNUMBER) {
+        lua_pushfstring(L, "id=%I, ", (LUAI_UACINT)lua_tointeger(L, -1));
+        lua_remove(L, -2);
+        n++;
+    } else {
+        lua_pop(L, 1);
+    }
+    lua_getfield(L, 1, "kind");
+    lua_pushstring(L, lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
+    lua_remove(L, -2);
+    n++;
+    if (lua_getfield(L, 1, "scope") == LUA_TSTRING) {
+        lua_pushfstring(L, ", scope=%s", lua_tostring(L, -1));
+        lua_remove(L, -2);
+        n++;
+    } else {
+        lua_pop(L, 1);
+    }
+    if (lua_getfield(L, 1, "expires") == LUA_TNUMBER) {
+        char buf[32];
+        lua_Number x = lua_tonumber(L, -1);
+        int64_t e = x > -1e13 && x < 1e13 ? (int64_t)x : 0;
+        if (aap_format_time(e, buf) == 0) {
+            lua_pushfstring(L, ", expires=%s", buf);
+            lua_remove(L, -2);
+            n++;
+        } else {
+            lua_pop(L, 1);
+        }
+    } else {
+        lua_pop(L, 1);
+    }
+    if (lua_getfield(L, 1, "masked") == LUA_TBOOLEAN && lua_toboolean(L, -1)) {
+        lua_pushliteral(L, ", masked");
+        lua_remove(L, -2);
+        n++;
+    } else {
+        lua_pop(L, 1);
+    }
+    lua_pushliteral(L, ")");
+    lua_concat(L, n + 1);
+    return 1;
+}
+
+/* aap.parse_token(obj) -> aap.Token, for objects from s:request(). */
+static int l_parse_token(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    int oauth = lua_getfield(L, 1, "access_token") == LUA_TSTRING &&
+                lua_getfield(L, 1, "id") == LUA_TNIL;
+    lua_settop(L, 1);
+    if (oauth)
+        aap_make_oauth_token(L, aap_now());
+    else
+        aap_make_token(L);
+    return 1;
+}
+
+void aap_open_tokens(lua_State *L)
+{
+    luaL_newmetatable(L, AAP_TOKEN_MT);
+    lua_pushcfunction(L, token_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+    lua_pushcfunction(L, l_parse_token);
+    lua_setfield(L, -2, "parse_token");
+}
