@@ -324,9 +324,9 @@ local function read_request(conn)
   deadline = gettime() + srv.request_timeout
   local head_end, body_start
   while true do
-    local s, e = conn.buf:find("\r?\n\r?\n")
+    local s, send = conn.buf:find("\r?\n\r?\n")
     if s then
-      head_end, body_start = s - 1, e + 1
+      head_end, body_start = s - 1, send + 1
       break
     end
     if #conn.buf > srv.max_head then
