@@ -19,7 +19,7 @@ function M.pytype(v)
   local t = type(v)
   if t == "boolean" then return "bool" end
   if t == "string" then return "str" end
-  if t == "number" then return math_type(v) == "integer" and "int" or "float" end
+  if t == "number" then return (math_type(v) == "integer" or v == math.floor(v)) and "int" or "float" end
   if t == "table" then return #v > 0 and "list" or "dict" end
   return "NoneType"
 end
@@ -33,7 +33,8 @@ function M.pystr(v)
   if v == null then return "None" end
   if type(v) == "number" then
     if math_type(v) == "integer" then return format("%d", v) end
-    if v == math.floor(v) then return format("%d.0", v) end
+    -- lua-cjson decodes every JSON number as a float: an integral one was most likely an int
+    if v == math.floor(v) and v > -2^53 and v < 2^53 then return format("%d", v) end
     return format("%.15g", v)
   end
   return tostring(v)
