@@ -37,7 +37,8 @@ describe("aap.duration", function()
     assert.equal("1d12h", duration.format(129600))
     assert.equal("0s", duration.format(0))
     assert.equal("-2h", duration.format(-7200))
-    assert.equal("1h1m1s", duration.format(3661.9))
+    assert.equal("1h1m2s", duration.format(3661.9))
+    assert.equal("363d", duration.format(363 * 86400 - 0.004))
     for _, s in ipairs({ "90d", "1d12h", "3h5s", "59m" }) do
       assert.equal(s, duration.format(duration.parse(s)))
     end

@@ -54,11 +54,11 @@ function M.parse(value)
 end
 
 --- Formats seconds the way `parse` reads them, largest units first: 129600 → `"1d12h"`.
--- Fractions of a second are dropped; negative values get a leading `-`.
+-- Rounded to the nearest second; negative values get a leading `-`.
 -- @tparam number seconds
 -- @treturn string
 function M.format(seconds)
-  local n = math.floor(math.abs(seconds))
+  local n = math.floor(math.abs(seconds) + 0.5)
   local parts = {}
   for _, u in ipairs(ORDER) do
     local k = n // UNITS[u]

@@ -14,7 +14,7 @@ function M.path(env_file)
 end
 
 local function empty()
-  return { version = M.VERSION, keys = {}, pending = {} }
+  return { version = M.VERSION, keys = {}, pending = {}, rotations = {} }
 end
 
 --- Loads the state for an env file; a missing file gives an empty state.
@@ -35,6 +35,22 @@ function M.load(env_file)
   end
   st.keys = type(st.keys) == "table" and st.keys or {}
   st.pending = type(st.pending) == "table" and st.pending or {}
+  st.rotations = type(st.rotations) == "table" and st.rotations or {}
+  -- JSON numbers come back as floats: give ids back their integer type (so that they print as 7,
+  -- not 7.0).
+  local function ints(t)
+    for _, k in ipairs({ "id", "user", "application", "old_id", "new_id" }) do
+      if math.type(t[k]) == "float" then t[k] = math.tointeger(t[k]) or t[k] end
+    end
+  end
+  for _, r in pairs(st.keys) do if type(r) == "table" then ints(r) end end
+  for _, r in pairs(st.rotations) do if type(r) == "table" then ints(r) end end
+  for _, r in ipairs(st.pending) do
+    if type(r) == "table" then
+      ints(r)
+      if type(r.wait_for_use) == "table" then ints(r.wait_for_use) end
+    end
+  end
   return st
 end
 
@@ -48,6 +64,25 @@ function M.save(env_file, st)
   local ok, err = aap.os.write_atomic(M.path(env_file), text .. "\n", 384)
   if not ok then return nil, { code = "io", message = tostring(err) } end
   return true
+end
+
+--- The lock file's path for an env file (a separate file: the state file itself is
+-- replaced by rename on every save, so a lock on it would not hold).
+function M.lock_path(env_file)
+  return env_file .. ".aap-lock"
+end
+
+--- Takes the advisory lock that serializes runs on one env file (aap.os.lock, non-blocking).
+-- @treturn userdata the lock (release with :unlock() or let it go out of scope), or nil and
+--   an error {code = "busy", message}
+function M.lock(env_file)
+  local path = M.lock_path(env_file)
+  local lk, err = aap.os.lock(path)
+  if not lk then
+    return nil, { code = "busy", message = ("another aap run holds the lock %s (%s); try again when it is done")
+      :format(path, tostring(err)) }
+  end
+  return lk
 end
 
 --- The metadata recorded for a token: what rotation and revocation need, no secret.

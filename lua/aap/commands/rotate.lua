@@ -1,0 +1,175 @@
+--- `aap token rotate` and `aap token prune`: the command-line face of `aap.rotate`.
+-- @module aap.commands.rotate
+local aap = require("aap")
+local rotate = require("aap.rotate")
+local token_cmd = require("aap.commands.token")
+local envfile = require("aap.env")
+local state = require("aap.state")
+
+local M = {}
+
+local function iso(t)
+  return t and aap.format_time(t) or "never"
+end
+
+-- Credentials given? Without them, rotate authenticates with the token it rotates.
+local function has_credentials(args)
+  for _, v in ipairs({ "AAP_PASSWORD", "AAP_PASSWORD_FILE", "AAP_TOKEN" }) do
+    local x = os.getenv(v)
+    if x and x ~= "" then return true end
+  end
+  return args.password_stdin or args.token_stdin
+end
+
+-- Errors of the engine, made fit for the CLI's exit codes.
+local function cli_error(e)
+  if type(e) == "table" and e.code == "busy" then return { code = "local", message = e.message } end
+  return e
+end
+
+local function rotate_cmd(args, ctx)
+  local path = args.env_file or os.getenv("AAP_ENV_FILE")
+  if not path or path == "" then path = ".env" end
+  if args.key and not envfile.valid_key(args.key) then ctx:usage("%q is not a valid env key", args.key) end
+  local conn = has_credentials(args) and ctx:conn() or ctx:conn({ anonymous = true })
+  local res, e = rotate.run({
+    conn = conn, env_file = path, key = args.key, refresh_key = args.refresh_key, policy = args.policy,
+    dry_run = args.dry_run, warn = function(m) ctx:warn(m) end,
+  })
+  if not res then ctx:fail(cli_error(e)) end
+  local say = args.format and function(s) ctx:info(s) end or function(s) ctx:out(s) end
+  for _, n in ipairs(res.notes) do ctx:info(n) end
+  local id = res.old and res.old.id
+  local what = ("%s%s"):format(res.key, id and (" (token id=" .. id .. ")") or "")
+  if res.decision == "keep" then
+    say(("keep %s: %s"):format(what, res.reason))
+  elseif res.decision == "recover" then
+    say(("would first resolve an interrupted rotation of %s: %s"):format(res.key, res.reason))
+  elseif res.decision == "vetoed" then
+    say(("not rotating %s: %s (%s)"):format(what, res.vetoed, res.reason))
+    if res.code == "expired" or res.code == "missing" then
+      ctx:warn(("the token in %s does not work and was not replaced"):format(path))
+    end
+  elseif res.dry_run then
+    say(("would rotate %s: %s (dry run: nothing changed)"):format(what, res.reason))
+  else
+    say(("rotated %s: %s -> new token id=%s (%s%s), expires %s"):format(what, res.reason,
+      tostring(res.new.id or "?"), res.strategy, res.fallback and ", after the refresh failed" or "",
+      iso(res.new.expires)))
+  end
+  if args.format then
+    local doc = ctx:check(envfile.read(path))
+    local st = ctx:check(state.load(path))
+    local rec = st.keys[res.key] or {}
+    local values = { { res.key, doc:get(res.key) } }
+    local rkey = rec.refresh_key
+    if rkey and doc:get(rkey) then values[2] = { rkey, doc:get(rkey) } end
+    token_cmd.print_format(ctx, args.format, values, { id = rec.id, kind = rec.kind, scope = rec.scope,
+                                                     expires = rec.expires })
+  end
+  if res.held then
+    ctx:fail({ code = "policy", message = res.held .. "; the old token stays valid until a later run's on_rotated " ..
+      "succeeds" })
+  end
+  return 0
+end
+
+local function table_of(tokens)
+  local rows = {}
+  for i, t in ipairs(tokens) do
+    rows[i] = { t.id, t.kind or "", t.user or "", t.application or "", iso(t.created), iso(t.last_used),
+                t.description or "", t.why }
+  end
+  return token_cmd.columns(rows, { "ID", "KIND", "USER", "APP", "CREATED", "LAST_USED", "DESCRIPTION", "WHY" })
+end
+
+local function prune_cmd(args, ctx)
+  local conn = ctx:conn()
+  local tty = aap.os.isatty(2)
+  local progress
+  if tty and not args.quiet then
+    progress = function(phase, done, total)
+      if phase == "scan" and done % 50 == 0 then
+        io.stderr:write(("\rscanned %d tokens"):format(done))
+      elseif phase == "revoke" then
+        io.stderr:write(("\rrevoked %d/%d   "):format(done, total))
+        if done == total then io.stderr:write("\n") end
+      end
+    end
+  end
+  local refused
+  local res, e = rotate.prune({
+    conn = conn, unused_for = args.unused_for, expired = args.expired, description_like = args.description_like,
+    kind = args.kind, user = args.user and tonumber(args.user), dry_run = args.dry_run,
+    keep_env_files = args.keep_env_file, progress = progress,
+    confirm = function(candidates)
+      if progress then io.stderr:write("\n") end
+      ctx:out(table_of(candidates))
+      if args.yes then return true end
+      if not aap.os.isatty(0) then
+        refused = ("refusing to revoke %d token(s) without --yes (standard input is not a terminal); "
+          .. "preview with --dry-run"):format(#candidates)
+        return false
+      end
+      io.stderr:write(("Revoke these %d token(s)? [y/N] "):format(#candidates))
+      local answer = io.stdin:read("l") or ""
+      if not answer:match("^%s*[yY]") then refused = "nothing revoked" end
+      return refused == nil
+    end,
+  })
+  if not res then ctx:fail(e) end
+  if progress and (args.dry_run or #res.candidates == 0) then io.stderr:write("\n") end
+  if args.dry_run then
+    if #res.candidates > 0 then ctx:out(table_of(res.candidates)) end
+    ctx:out(("would revoke %d of %d token(s) (dry run: nothing changed)"):format(#res.candidates, res.scanned))
+    return 0
+  end
+  if #res.candidates == 0 then
+    ctx:out(("nothing to prune (%d token(s) scanned)"):format(res.scanned))
+    return 0
+  end
+  if refused then
+    if refused == "nothing revoked" then ctx:info(refused) return 1 end
+    ctx:usage("%s", refused)
+  end
+  ctx:out(("revoked %d of %d candidate(s)"):format(#res.revoked, #res.candidates))
+  for _, f in ipairs(res.failed) do
+    ctx:warn(("token id=%d not revoked: %s"):format(f.id, require("aap.cli").message(f.error)))
+  end
+  if #res.failed > 0 then return require("aap.cli").exit_code(res.failed[1].error) end
+  return 0
+end
+
+--- Registers `token rotate` and `token prune`.
+function M.register(groups, cli)
+  local token = groups.token
+  local r = token:command("rotate", "Rotate the token in an env file when its policy says it is due.")
+  r:option("--policy", "Policy file (Lua; see examples/policies/)."):count(1)
+  r:option("--env-file", "Env file holding the token (default: AAP_ENV_FILE, else .env).")
+  r:option("--key", "Env key of the token (default: the one recorded, else AAP_TOKEN if present, else AAP_PAT).")
+  r:option("--refresh-key", "Env key of the refresh token (default: recorded, else REFRESH_TOKEN).")
+  r:flag("--dry-run", "Decide and print the decision; change nothing.")
+  r:option("--format", "Also print the token in the file (after the run): env, shell, json or k8s-secret.")
+    :choices({ "env", "shell", "json", "k8s-secret" })
+  r:option("--secret-name", "metadata.name for --format k8s-secret."):default("aap-token")
+  r:option("--namespace", "metadata.namespace for --format k8s-secret.")
+  cli.connection_options(r)
+  cli.quiet_option(r)
+  cli.handler(r, rotate_cmd)
+
+  local p = token:command("prune", "Revoke tokens nobody used for a while (shows them first).")
+  p:option("--unused-for", "Last used this long ago, or never used and this old (default 90d without --expired).")
+  p:flag("--expired", "Also tokens past their expiry.")
+  p:option("--description-like", "Only tokens whose description contains TEXT (case-insensitive).")
+  p:option("--kind", "personal or application."):choices({ "personal", "application" })
+  p:option("--user", "Only this user's tokens (id)."):convert(function(v) return v:match("^%d+$") and v or nil end)
+  p:option("--keep-env-file", "Never touch the tokens recorded for this env file (repeatable).")
+    :count("*")
+  p:flag("--dry-run", "Show what would be revoked; change nothing.")
+  p:flag("-y --yes", "Do not ask before revoking (needed when standard input is not a terminal).")
+  cli.connection_options(p)
+  cli.quiet_option(p)
+  cli.handler(p, prune_cmd)
+end
+
+return M

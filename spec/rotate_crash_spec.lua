@@ -1,0 +1,116 @@
+-- Kill `aap token rotate` at every step (AAP_FAULT_EXIT_AT) and run it again: the env file
+-- always ends with exactly one working token, and the gateway keeps no token that is not
+-- in the file.
+local helper = require("helper")
+local envfile = require("aap.env")
+local rotate = require("aap.rotate")
+local cjson = require("cjson.safe")
+
+local DAY = 86400
+
+describe("rotation killed at every step", function()
+  local sim, dir, env_path
+
+  local function admin_env(extra)
+    local e = { AAP_HOSTNAME = sim.url, AAP_PASSWORD = helper.ADMIN_PASSWORD }
+    for k, v in pairs(extra or {}) do e[k] = v end
+    return e
+  end
+
+  local function get(key)
+    return assert(envfile.read(env_path)):get(key)
+  end
+
+  local function server_tokens(filter)
+    local st, body = sim:json("GET", "/api/gateway/v1/tokens/?page_size=200",
+      { basic = { "admin", helper.ADMIN_PASSWORD } })
+    assert.equal(200, st)
+    local ids = {}
+    for _, t in ipairs(body.results) do
+      if not filter or filter(t) then ids[#ids + 1] = math.tointeger(t.id) end
+    end
+    table.sort(ids)
+    return ids
+  end
+
+  local function works(value)
+    return sim:json("GET", "/api/gateway/v1/me/", { bearer = value }) == 200
+  end
+
+  local function id_of(value)
+    local st, me = sim:json("GET", "/api/gateway/v1/me/", { bearer = value })
+    assert.equal(200, st)
+    local _, body = sim:json("GET", ("/api/gateway/v1/users/%d/tokens/?order_by=-last_used&page_size=1")
+      :format(me.results[1].id), { basic = { "admin", helper.ADMIN_PASSWORD } })
+    return math.tointeger(body.results[1].id)
+  end
+
+  local function state()
+    return cjson.decode(helper.readfile(env_path .. ".aap-state.json"))
+  end
+
+  local function check_consistent(key, filter)
+    local value = get(key)
+    assert.is_true(works(value), "the token in the file works")
+    assert.same({ id_of(value) }, server_tokens(filter))
+    local st = state()
+    assert.equal(id_of(value), st.keys[key].id)
+    assert.is_nil(next(st.rotations))
+    assert.same({}, st.pending)
+  end
+
+  setup(function() sim = helper.start_sim() end)
+  teardown(function() sim:stop() end)
+  before_each(function()
+    sim:reset()
+    dir = helper.tmpdir()
+    env_path = dir .. "/.env"
+  end)
+  after_each(helper.cleanup)
+
+  local recreate_steps = { "intent", "created", "recorded", "verified", "written", "committed", "hooked", "revoked" }
+  for _, step in ipairs(recreate_steps) do
+    it("recreate, killed at " .. step, function()
+      local r = helper.run({ "token", "create", "--env-file", env_path }, { env = admin_env() })
+      assert.equal(0, r.code, r.stderr)
+      sim:advance(100 * DAY)
+      local pol = dir .. "/p.lua"
+      helper.writefile(pol, 'return { max_age = "90d", on_rotated = function() return true end }')
+      local argv = { "token", "rotate", "--env-file", env_path, "--policy", pol }
+      r = helper.run(argv, { env = admin_env({ AAP_FAULT_EXIT_AT = step }) })
+      assert.equal(rotate.FAULT_EXIT, r.code, r.stderr)
+      assert.truthy(r.stderr:find("AAP_FAULT_EXIT_AT=" .. step, 1, true))
+      -- whatever the step, the file holds a working token
+      assert.is_true(works(get("AAP_PAT")))
+      r = helper.run(argv, { env = admin_env() })
+      assert.equal(0, r.code, r.stderr)
+      check_consistent("AAP_PAT")
+      -- and a third run has nothing left to do
+      r = helper.run(argv, { env = admin_env() })
+      assert.equal(0, r.code, r.stderr)
+      assert.truthy(r.stdout:find("keep AAP_PAT", 1, true), r.stdout)
+    end)
+  end
+
+  for _, step in ipairs({ "intent", "refreshed", "written", "committed" }) do
+    it("refresh, killed at " .. step, function()
+      local app = sim.seed.application
+      local r = helper.run({ "token", "create", "--env-file", env_path, "--application", app.name },
+        { env = admin_env() })
+      assert.equal(0, r.code, r.stderr)
+      sim:advance(26 * DAY)
+      local pol = dir .. "/p.lua"
+      helper.writefile(pol, 'return { max_age = "25d", strategy = "refresh" }')
+      local env = admin_env({ AAP_CLIENT_ID = app.client_id, AAP_CLIENT_SECRET = app.client_secret })
+      local argv = { "token", "rotate", "--env-file", env_path, "--policy", pol }
+      env.AAP_FAULT_EXIT_AT = step
+      r = helper.run(argv, { env = env })
+      assert.equal(rotate.FAULT_EXIT, r.code, r.stderr)
+      env.AAP_FAULT_EXIT_AT = nil
+      r = helper.run(argv, { env = env })
+      assert.equal(0, r.code, r.stderr)
+      check_consistent("AAP_TOKEN", function(t) return type(t.application) == "number" end)
+      assert.truthy(get("REFRESH_TOKEN"))
+    end)
+  end
+end)
