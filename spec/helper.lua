@@ -159,6 +159,40 @@ function Sim:log()
 end
 function Sim:clear_log() return self:control("DELETE", "/__sim/log") end
 
+--- All tokens on the gateway, as the admin sees them: a sorted list of integer ids (only
+-- those for which filter(token) is true, when given), and the raw token objects.
+function Sim:token_ids(filter)
+  local ids, all, path = {}, {}, "/api/gateway/v1/tokens/?page_size=200"
+  while path do
+    local st, body = self:json("GET", path, { basic = { "admin", self.admin_password } })
+    assert(st == 200, "GET tokens/: " .. tostring(st))
+    for _, t in ipairs(body.results) do
+      if not filter or filter(t) then
+        ids[#ids + 1] = math.tointeger(t.id)
+        all[#all + 1] = t
+      end
+    end
+    path = type(body.next) == "string" and body.next or nil
+  end
+  table.sort(ids)
+  return ids, all
+end
+
+--- Whether a token value works (GET me/ with it answers 200). Sets its last_used.
+function Sim:token_works(value)
+  return self:json("GET", "/api/gateway/v1/me/", { bearer = value }) == 200
+end
+
+--- The id of a working token value, or nil: use it, then its user's most recently used
+-- token is this one.
+function Sim:token_id(value)
+  local st, me = self:json("GET", "/api/gateway/v1/me/", { bearer = value })
+  if st ~= 200 then return nil end
+  local _, body = self:json("GET", ("/api/gateway/v1/users/%d/tokens/?last_used__isnull=false"
+    .. "&order_by=-last_used&page_size=1"):format(me.results[1].id), { basic = { "admin", self.admin_password } })
+  return math.tointeger(body.results[1].id)
+end
+
 --- Stop with SIGTERM; returns the exit status (true when it exited 0).
 function Sim:stop()
   if not self.handle then return true end

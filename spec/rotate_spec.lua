@@ -7,7 +7,7 @@ local cjson = require("cjson.safe")
 local DAY = 86400
 
 describe("aap token rotate", function()
-  local sim, dir, env_path
+  local sim, dir, env_path, server_tokens, works, token_id
 
   local function admin_env(extra)
     local e = { AAP_HOSTNAME = sim.url, AAP_PASSWORD = helper.ADMIN_PASSWORD }
@@ -26,28 +26,8 @@ describe("aap token rotate", function()
     return p
   end
 
-  local function server_tokens()
-    local st, body = sim:json("GET", "/api/gateway/v1/tokens/?page_size=200",
-      { basic = { "admin", helper.ADMIN_PASSWORD } })
-    assert.equal(200, st)
-    local ids = {}
-    for _, t in ipairs(body.results) do ids[#ids + 1] = math.tointeger(t.id) end
-    table.sort(ids)
-    return ids, body.results
-  end
 
-  local function works(value)
-    return sim:json("GET", "/api/gateway/v1/me/", { bearer = value }) == 200
-  end
 
-  local function token_id(value)
-    -- the emulator's own view: use the token, then its most recently used token is it
-    local st, me = sim:json("GET", "/api/gateway/v1/me/", { bearer = value })
-    if st ~= 200 then return nil end
-    local _, body = sim:json("GET", ("/api/gateway/v1/users/%d/tokens/?order_by=-last_used&page_size=1")
-      :format(me.results[1].id), { basic = { "admin", helper.ADMIN_PASSWORD } })
-    return math.tointeger(body.results[1].id)
-  end
 
   local function create_pat(extra)
     local argv = { "token", "create", "--env-file", env_path, "--description", "ci deploy" }
@@ -76,7 +56,12 @@ describe("aap token rotate", function()
     return n
   end
 
-  setup(function() sim = helper.start_sim() end)
+  setup(function()
+    sim = helper.start_sim()
+    server_tokens = function(filter) return sim:token_ids(filter) end
+    works = function(value) return sim:token_works(value) end
+    token_id = function(value) return sim:token_id(value) end
+  end)
   teardown(function() sim:stop() end)
   before_each(function()
     sim:reset()
