@@ -176,7 +176,23 @@ function M.encode_oauth(v)
   return concat(buf)
 end
 
---- Decode request JSON.
+-- lua-cjson decodes every number as a float: make integral ones integers again, so that ids
+-- stay ids (an `application: 3` must not come back as `3.0`).
+local function integers(v)
+  if type(v) == "table" then
+    for k, x in pairs(v) do
+      if type(x) == "number" then
+        local i = math.tointeger(x)
+        if i then v[k] = i end
+      elseif type(x) == "table" then
+        integers(x)
+      end
+    end
+  end
+  return v
+end
+
+--- Decode request JSON (integral numbers as integers).
 -- @tparam string s text
 -- @return the value, or nil and a Python-style message (`Expecting value: line 1 column 1 (char 0)`)
 function M.decode(s)
@@ -194,7 +210,8 @@ function M.decode(s)
     local what = tostring(err):find("Expected value") and "Expecting value" or "Invalid JSON"
     return nil, format("%s: line %d column %d (char %d)", what, line, col, char)
   end
-  return v
+  if type(v) == "number" then return math.tointeger(v) or v end
+  return integers(v)
 end
 
 return M
