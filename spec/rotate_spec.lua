@@ -319,6 +319,18 @@ describe("aap token rotate", function()
       assert.is_true(works(old))
     end)
 
+    it("reports an on_rotated veto after a refresh, which cannot be undone", function()
+      local old = create_app_token()
+      local pol = policy('return { max_age = "0s", strategy = "refresh", on_rotated = function() ' ..
+        'return false, "no reload" end }')
+      local r = rotate({ "--policy", pol }, client_env)
+      assert.equal(1, r.code)
+      assert.truthy(r.stderr:find("on_rotated vetoed: no reload (the refresh has already replaced the token; " ..
+        "nothing was undone)", 1, true), r.stderr)
+      assert.is_false(works(old))
+      assert.is_true(works(get(env_path, "AAP_TOKEN")))
+    end)
+
     it("refuses strategy refresh for a personal access token", function()
       create_pat()
       local r = rotate({ "--policy", policy('return { max_age = "0s", strategy = "refresh" }') })

@@ -301,12 +301,19 @@ local function recover(o)
       if not ok then return nil, e end
       return ("an interrupted refresh of %s never reached the gateway; nothing to undo"):format(o.key)
     end
+    if oerr.code == "auth" and o.self_service then
+      -- aap authenticates with the token in the file, and the gateway has deleted it.
+      return nil, err("auth", "an interrupted refresh of %s lost the new token and the old one no longer works; "
+        .. "run again with admin credentials (AAP_PASSWORD or AAP_TOKEN) to delete the orphan and create a new "
+        .. "token", o.key)
+    end
     if oerr.code ~= "not_found" then return nil, oerr end
     -- The gateway replaced the token but the new pair was lost: delete what it made.
     local known, deleted = known_ids(o.st), {}
     for tok, e in s:each_token({ application = it.application }) do
       if not tok then return nil, e end
-      if not known[tok.id] and tok.id > it.old_id and tok.user == it.user and (tok.description or "") == ""
+      if not known[tok.id] and tok.id > it.old_id and (it.user == nil or tok.user == it.user)
+        and (tok.description or "") == ""
         and (tok.created or 0) >= it.started - 1 then
         local ok, derr = delete(s, tok.id)
         if not ok then return nil, derr end
@@ -638,7 +645,9 @@ local OPTS = { conn = true, env_file = true, key = true, refresh_key = true, pol
 --   default: stderr)
 -- @treturn table `{decision = "keep"|"rotate"|"vetoed", code =, reason =, rotated = bool,
 --   strategy =, fallback = bool, old = Record, new = Record, revoked = {ids},
---   waiting = {{id =, reason =}}, notes = {strings}, held = reason or nil, dry_run = bool}`,
+--   waiting = {{id =, reason =}}, notes = {strings}, dry_run = bool, held = why an old token
+--   stays valid because `on_rotated` vetoed or failed (it is retried by the next run),
+--   hook_failed = why `on_rotated` vetoed or failed after a refresh (not retried)}`,
 --   or nil and an error
 -- @usage
 -- local rotate = require("aap.rotate")
@@ -782,7 +791,9 @@ function M._with_session(o, opts, self_service, admin)
   for _, n in ipairs(pn) do o.notes[#o.notes + 1] = n end
   if strategy == "refresh" then
     local hok, hwhy = call_hook(o, "on_rotated", { old = result.old, new = result.new, decision = d })
-    if not hok then o.held = hwhy end
+    if not hok then
+      result.hook_failed = hwhy .. " (the refresh has already replaced the token; nothing was undone)"
+    end
   end
   result.held = o.held
   return result

@@ -67,6 +67,7 @@ local function rotate_cmd(args, ctx)
     token_cmd.print_format(ctx, args.format, values, { id = rec.id, kind = rec.kind, scope = rec.scope,
                                                      expires = rec.expires })
   end
+  if res.hook_failed then ctx:fail({ code = "policy", message = res.hook_failed }) end
   if res.held then
     ctx:fail({ code = "policy", message = res.held .. "; the old token stays valid until a later run's on_rotated " ..
       "succeeds" })
@@ -86,14 +87,20 @@ end
 local function prune_cmd(args, ctx)
   local conn = ctx:conn()
   local tty = aap.os.isatty(2)
-  local progress
+  local progress, shown
+  -- Progress on a terminal only: a line rewritten in place, ended before any other output.
+  local function end_line()
+    if shown then io.stderr:write("\n") shown = false end
+  end
   if tty and not args.quiet then
     progress = function(phase, done, total)
       if phase == "scan" and done % 50 == 0 then
         io.stderr:write(("\rscanned %d tokens"):format(done))
+        shown = true
       elseif phase == "revoke" then
-        io.stderr:write(("\rrevoked %d/%d   "):format(done, total))
-        if done == total then io.stderr:write("\n") end
+        io.stderr:write(("\rrevoked %d/%d"):format(done, total))
+        shown = true
+        if done == total then end_line() end
       end
     end
   end
@@ -103,7 +110,7 @@ local function prune_cmd(args, ctx)
     kind = args.kind, user = args.user and tonumber(args.user), dry_run = args.dry_run,
     keep_env_files = args.keep_env_file, progress = progress,
     confirm = function(candidates)
-      if progress then io.stderr:write("\n") end
+      end_line()
       ctx:out(table_of(candidates))
       if args.yes then return true end
       if not aap.os.isatty(0) then
@@ -117,8 +124,8 @@ local function prune_cmd(args, ctx)
       return refused == nil
     end,
   })
+  end_line()
   if not res then ctx:fail(e) end
-  if progress and (args.dry_run or #res.candidates == 0) then io.stderr:write("\n") end
   if args.dry_run then
     if #res.candidates > 0 then ctx:out(table_of(res.candidates)) end
     ctx:out(("would revoke %d of %d token(s) (dry run: nothing changed)"):format(#res.candidates, res.scanned))
