@@ -579,7 +579,9 @@ local function refresh(o, old)
       save_state(o)
       -- invalid_grant (a spent or revoked refresh token) and an expired refresh token can be
       -- cured by creating a new token (API doc §16.12); a bad client cannot.
-      return nil, rerr, rerr.code == "invalid" or rerr.code == "expired"
+      local curable = rerr.code == "expired" or
+        (rerr.code == "invalid" and (rerr.oauth_error == nil or rerr.oauth_error == "invalid_grant"))
+      return nil, rerr, curable
     end
     return nil, err(rerr.code or "connect", "the refresh's outcome is unknown (%s); the next run will settle it",
       message(rerr))
