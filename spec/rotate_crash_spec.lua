@@ -64,8 +64,24 @@ describe("rotation killed at every step", function()
       r = helper.run(argv, { env = admin_env({ AAP_FAULT_EXIT_AT = step }) })
       assert.equal(rotate.FAULT_EXIT, r.code, r.stderr)
       assert.truthy(r.stderr:find("AAP_FAULT_EXIT_AT=" .. step, 1, true))
-      -- whatever the step, the file holds a working token
+      -- whatever the step, the file holds a working token, and every token on the gateway is
+      -- recorded in the state file (by id, or by the intent's marker in its description)
       assert.is_true(works(get("AAP_PAT")))
+      local st = state()
+      local known = {}
+      for _, rec in pairs(st.keys) do known[math.tointeger(rec.id)] = true end
+      for _, e in ipairs(st.pending) do known[math.tointeger(e.id)] = true end
+      local marker
+      for _, it in pairs(st.rotations) do
+        if it.old_id then known[math.tointeger(it.old_id)] = true end
+        if it.new_id then known[math.tointeger(it.new_id)] = true end
+        marker = it.marker
+      end
+      local _, list = server_tokens()
+      for _, t in ipairs(list) do
+        assert.is_true(known[math.tointeger(t.id)] or (marker ~= nil and t.description:find(marker, 1, true) ~= nil),
+          "token " .. t.id .. " is not recorded")
+      end
       r = helper.run(argv, { env = admin_env() })
       assert.equal(0, r.code, r.stderr)
       check_consistent("AAP_PAT")
