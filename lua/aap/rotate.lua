@@ -737,6 +737,10 @@ function M._with_session(o, opts, self_service, admin)
   result.held = o.held
 
   local old, terr, gone = current_token(o)
+  if not old and terr and terr.code == "auth" and self_service then
+    terr = err("auth", "the token in %s (%s) no longer works, and without admin credentials (AAP_PASSWORD or "
+      .. "AAP_TOKEN) it cannot be replaced (%s)", o.env_file, o.key, message(terr))
+  end
   if not old and terr then return report_error(o, terr) end
   if gone then o.notes[#o.notes + 1] = gone end
   if o.lost then old = nil end
