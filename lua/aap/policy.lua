@@ -24,6 +24,20 @@
 -- key, or a value of the wrong kind, is refused with a message naming the file, the line
 -- and the key.
 --
+-- Hooks get one argument, a context `ctx` with: `key` and `env_file` (what is rotated),
+-- `policy` (the file name), `dry_run`, `now` (the gateway's clock, epoch seconds), `decision`
+-- (`{action, code, reason}`), `old` and `new` (token records: `id`, `kind`, `scope`,
+-- `application`, `user`, `description`, `created`, `expires`, `last_used`; the values only
+-- through `ctx.new:secret()`, `ctx.new:refresh_secret()`, nil when unknown), `error`
+-- (`{code, message}`, for `on_error`), `ctx:log(msg)` (a line on stderr) and
+-- `ctx:run(argv, {stdin =})` (runs a program without a shell, its output on stderr; returns
+-- true when it exited 0, and the exit status). `before_rotate` runs before anything changes;
+-- `on_rotated` after the env file holds the new token and before the old one is revoked (a
+-- veto or an error keeps the old token valid and is retried by the next run; after a
+-- refresh there is nothing to keep); `on_error` on any failure. A hook vetoes by returning
+-- `false, "reason"`; an error raised in it counts as a veto. Hooks may run again after an
+-- interrupted run: make them idempotent.
+--
 -- The file runs in a sandbox. Its globals are only these (the documented safe set):
 -- `assert error ipairs next pairs pcall xpcall select tonumber tostring type rawequal
 -- rawget rawlen setmetatable`, copies of `string` (without `dump`), `table`, `math`,
