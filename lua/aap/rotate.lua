@@ -640,7 +640,8 @@ local OPTS = { conn = true, env_file = true, key = true, refresh_key = true, pol
 --   token, the token in the file authenticates — a PAT rotating itself),
 --   `env_file` (path), `key` (default: the key the state file records, else AAP_TOKEN if
 --   present, else AAP_PAT), `refresh_key` (default: recorded, else REFRESH_TOKEN),
---   `policy` (a table or a file name), `dry_run` (decide and report only: no write request,
+--   `policy` (a file name, loaded in the sandbox of `aap.policy`; or a table, validated the
+--   same way, whose hooks run as the caller's ordinary Lua), `dry_run` (decide and report only: no write request,
 --   no file written), `now` (epoch seconds; default the gateway's clock),
 --   `client` ({client_id =, client_secret =} for refresh; default AAP_CLIENT_ID /
 --   AAP_CLIENT_SECRET or the same keys in the env file), `warn` (function(msg) for warnings;
