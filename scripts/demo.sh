@@ -31,8 +31,8 @@ else
   echo "emulator at $AAP_HOSTNAME (pid $sim_pid)"
   export AAP_PASSWORD="$AAP_SIM_ADMIN_PASSWORD"
   # The emulator prints the seeded application's client credentials on its log (stderr).
-  AAP_CLIENT_ID=$(sed -n 's/^.*client id: *//p' "$work/sim.log" | head -n 1)
-  AAP_CLIENT_SECRET=$(sed -n 's/^.*client secret: *//p' "$work/sim.log" | head -n 1)
+  AAP_CLIENT_ID=$(sed -n 's/^.*"RHDH Integration".*client_id=\([A-Za-z0-9]*\).*$/\1/p' "$work/sim.log" | head -n 1)
+  AAP_CLIENT_SECRET=$(sed -n 's/^.*"RHDH Integration".*client_secret=\([A-Za-z0-9]*\).*$/\1/p' "$work/sim.log" | head -n 1)
   export AAP_CLIENT_ID AAP_CLIENT_SECRET
 fi
 export AAP_USERNAME=${AAP_USERNAME:-admin}

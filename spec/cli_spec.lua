@@ -231,7 +231,7 @@ describe("aap command", function()
     it("renames keys with --key and --refresh-key", function()
       local dir = helper.tmpdir()
       local path = dir .. "/.env"
-      local r = aap({ "token", "create", "--application", tostring(sim.seed.application.id), "--env-file", path,
+      local r = aap({ "token", "create", "--application", ("%d"):format(sim.seed.application.id), "--env-file", path,
                       "--key", "RHDH_TOKEN", "--refresh-key", "RHDH_REFRESH" })
       assert.equal(0, r.code, r.stderr)
       local v = helper.source_env(path, { "RHDH_TOKEN", "RHDH_REFRESH", "AAP_TOKEN" })
@@ -280,7 +280,7 @@ describe("aap command", function()
     it("exits 3 when a normal user asks for an application token", function()
       local u = sim.seed.user
       local before = token_count()
-      local r = aap({ "token", "create", "--application", tostring(sim.seed.application.id), "--format", "env" },
+      local r = aap({ "token", "create", "--application", ("%d"):format(sim.seed.application.id), "--format", "env" },
         { AAP_USERNAME = u.username, AAP_PASSWORD = u.password })
       assert.equal(3, r.code)
       assert.equal(before, token_count())
@@ -391,7 +391,7 @@ describe("aap command", function()
       no_secret(r, old.AAP_TOKEN, new.AAP_TOKEN, new.REFRESH_TOKEN, sim.seed.application.client_secret)
       -- the new token's id is found and recorded
       local st = cjson.decode(helper.readfile(path .. ".aap-state.json"))
-      local sst, tok = sim:control("GET", "/api/gateway/v1/tokens/" .. st.keys.AAP_TOKEN.id .. "/")
+      local sst, tok = sim:control("GET", ("/api/gateway/v1/tokens/%d/"):format(st.keys.AAP_TOKEN.id))
       assert.equal(200, sst)
       assert.equal("", tok.description)
     end)
@@ -476,7 +476,7 @@ describe("aap command", function()
       assert.equal(200, st)
       local id = list.results[1].id
       assert.equal(0, r.code)
-      local s = aap({ "token", "show", tostring(id), "--format", "json" })
+      local s = aap({ "token", "show", ("%d"):format(id), "--format", "json" })
       assert.equal(0, s.code, s.stderr)
       assert.equal(id, cjson.decode(s.stdout).id)
       local n = aap({ "token", "show", "999999" })
@@ -488,9 +488,9 @@ describe("aap command", function()
       assert.equal(0, aap({ "token", "create", "--env-file", dir .. "/.env" }).code)
       local st = cjson.decode(helper.readfile(dir .. "/.env.aap-state.json"))
       local id = st.keys.AAP_PAT.id
-      local r = aap({ "token", "revoke", tostring(id) })
+      local r = aap({ "token", "revoke", ("%d"):format(id) })
       assert.equal(0, r.code, r.stderr)
-      assert.equal(404, (sim:control("GET", "/api/gateway/v1/tokens/" .. id .. "/")))
+      assert.equal(404, (sim:control("GET", ("/api/gateway/v1/tokens/%d/"):format(id))))
     end)
 
     it("revokes the token in an env file and removes it from the file", function()
@@ -518,7 +518,7 @@ describe("aap command", function()
       local s = aap({ "app", "show", "RHDH Integration", "--format", "json" })
       assert.equal(0, s.code, s.stderr)
       assert.equal(found.id, cjson.decode(s.stdout).id)
-      assert.equal(0, aap({ "app", "show", tostring(found.id) }).code)
+      assert.equal(0, aap({ "app", "show", ("%d"):format(found.id) }).code)
     end)
 
     it("creates an application and saves its client to an env file", function()

@@ -3,14 +3,14 @@
 local M = {}
 
 local function ping(args, ctx)
-  local s = ctx:connect({ anonymous = not (os.getenv("AAP_PASSWORD") or os.getenv("AAP_TOKEN")
+  local s, conn = ctx:connect({ anonymous = not (os.getenv("AAP_PASSWORD") or os.getenv("AAP_TOKEN")
     or os.getenv("AAP_PASSWORD_FILE") or args.password_stdin or args.token_stdin) })
   local body = ctx:check(s:ping())
   local flavor = ctx:check(s:flavor())
   if args.format == "json" then
     ctx:out(require("cjson").encode({ flavor = flavor, ping = body }))
   else
-    ctx:out(("%s %s: %s (version %s)"):format(flavor, s:url(), tostring(body.status or body.ha ~= nil and "ok"),
+    ctx:out(("%s %s: %s (version %s)"):format(flavor, conn.url, tostring(body.status or body.ha ~= nil and "ok"),
       tostring(body.version)))
   end
   return 0
