@@ -337,6 +337,8 @@ local function read_request(conn)
     local ok, e = more(conn, deadline)
     if not ok then return nil, e end
   end
+  local first_line = conn.buf:find("\n", 1, true)
+  if first_line and first_line > srv.max_line then return nil, error_page(414, "request line too long") end
   if head_end > srv.max_head then return nil, error_page(431, "header section too large") end
   local req, status, msg = parse_head(conn.buf:sub(1, head_end), srv.max_line)
   if not req then return nil, error_page(status, msg) end
@@ -534,7 +536,12 @@ end
 function Server:run(should_stop, poll)
   poll = poll or 0.2
   while not should_stop() do
-    self:step(poll)
+    -- a fault in the scheduler itself must not take the emulator down: log it and go on
+    local ok, err = xpcall(self.step, traceback, self, poll)
+    if not ok then
+      self.log("scheduler error: " .. tostring(err))
+      socket.sleep(0.01)
+    end
   end
   self.stopping = true
   self.sock:close()
