@@ -205,6 +205,19 @@ void aap_pages_free(aap_session *S);
 
 /* ---- session.c ---------------------------------------------------------- */
 
+/* Methods added to the aap.Session __index table at the top. */
+void aap_add_token_methods(lua_State *L);        /* tokens.c */
+void aap_add_application_methods(lua_State *L);  /* applications.c */
+void aap_add_oauth_methods(lua_State *L);        /* oauth.c */
+int aap_has_field(lua_State *L, int idx, const char *f);
+/* Raises on keys of the table at idx that are not in `allowed`. */
+void aap_check_keys(lua_State *L, int idx, const char *fn, const char *const *allowed);
+/* Copies src[key] into dst when it has the right type (raises otherwise). */
+void aap_copy_opt(lua_State *L, int src, int dst, const char *fn, const char *key, int type);
+void aap_push_id_path(lua_State *L, const char *what, lua_Integer id); /* "what/ID/" */
+/* The `path` filter of a list call, or def. */
+const char *aap_list_path(lua_State *L, int fidx, const char *def);
+
 aap_session *aap_check_session(lua_State *L, int idx); /* raises when closed */
 /* Detects the flavor when still unknown; 0, or pushes nil, err and returns 2. */
 int aap_need_flavor(lua_State *L, aap_session *S);

@@ -340,6 +340,8 @@ static long probe(lua_State *L, aap_session *S, const char *path)
     aap_xfer *x = &S->xfers[0];
     if (aap_http_run(S, x, &r) != 0) {
         aap_push_transport_error(L, x, &r);
+        lua_remove(L, -3);
+        lua_remove(L, -3);                /* leaves just nil, err */
         return -1;
     }
     lua_pop(L, 2);
@@ -351,7 +353,7 @@ static long probe(lua_State *L, aap_session *S, const char *path)
     return x->status;
 }
 
-static int has_field(lua_State *L, int idx, const char *f)
+int aap_has_field(lua_State *L, int idx, const char *f)
 {
     if (lua_type(L, idx) != LUA_TTABLE)
         return 0;
@@ -369,8 +371,8 @@ int aap_need_flavor(lua_State *L, aap_session *S)
     if (st < 0)
         return 2;
     /* A gateway: 200 with pong/status; or a JSON 401/403 when ping needs auth. */
-    if ((st == 200 && (has_field(L, -1, "pong") || has_field(L, -1, "status"))) ||
-        ((st == 401 || st == 403) && has_field(L, -1, "detail"))) {
+    if ((st == 200 && (aap_has_field(L, -1, "pong") || aap_has_field(L, -1, "status"))) ||
+        ((st == 401 || st == 403) && aap_has_field(L, -1, "detail"))) {
         S->flavor = AAP_FLAVOR_GATEWAY;
         lua_settop(L, top);
         return 0;
@@ -379,8 +381,8 @@ int aap_need_flavor(lua_State *L, aap_session *S)
     st = probe(L, S, "/api/v2/ping/");
     if (st < 0)
         return 2;
-    if (st == 200 && (has_field(L, -1, "ha") || has_field(L, -1, "active_node") ||
-                      has_field(L, -1, "install_uuid") || has_field(L, -1, "instances"))) {
+    if (st == 200 && (aap_has_field(L, -1, "ha") || aap_has_field(L, -1, "active_node") ||
+                      aap_has_field(L, -1, "install_uuid") || aap_has_field(L, -1, "instances"))) {
         S->flavor = AAP_FLAVOR_CONTROLLER;
         lua_settop(L, top);
         return 0;
@@ -389,7 +391,7 @@ int aap_need_flavor(lua_State *L, aap_session *S)
     st = probe(L, S, "/api/");
     if (st < 0)
         return 2;
-    if (st == 200 && has_field(L, -1, "apis")) {
+    if (st == 200 && aap_has_field(L, -1, "apis")) {
         S->flavor = AAP_FLAVOR_GATEWAY;
     } else if (st == 200 && lua_type(L, -1) == LUA_TTABLE &&
                lua_getfield(L, -1, "current_version") == LUA_TSTRING &&
@@ -407,7 +409,7 @@ int aap_need_flavor(lua_State *L, aap_session *S)
 }
 
 /* Raises on keys of the table at idx that are not in `allowed`. */
-static void check_keys(lua_State *L, int idx, const char *fn, const char *const *allowed)
+void aap_check_keys(lua_State *L, int idx, const char *fn, const char *const *allowed)
 {
     lua_pushnil(L);
     while (lua_next(L, idx)) {
@@ -423,7 +425,7 @@ static void check_keys(lua_State *L, int idx, const char *fn, const char *const 
 }
 
 /* Copies opts[key] into the JSON body at dst when it has the right type. */
-static void copy_opt(lua_State *L, int src, int dst, const char *fn, const char *key, int type)
+void aap_copy_opt(lua_State *L, int src, int dst, const char *fn, const char *key, int type)
 {
     int t = lua_getfield(L, src, key);
     if (t == LUA_TNIL) {
@@ -432,9 +434,20 @@ static void copy_opt(lua_State *L, int src, int dst, const char *fn, const char 
     }
     if (t != type && !(type == LUA_TNUMBER && aap_json_isnull(L, -1)))
         luaL_error(L, "%s: option '%s' must be a %s", fn, key, lua_typename(L, type));
-    if (type == LUA_TNUMBER && t == LUA_TNUMBER && !lua_isinteger(L, -1))
-        luaL_error(L, "%s: option '%s' must be an integer id", fn, key);
+    if (type == LUA_TNUMBER && t == LUA_TNUMBER) {
+        int isnum;
+        lua_Integer id = lua_tointegerx(L, -1, &isnum);   /* 3.0 from a JSON decoder is 3 */
+        if (!isnum)
+            luaL_error(L, "%s: option '%s' must be an integer id", fn, key);
+        lua_pop(L, 1);
+        lua_pushinteger(L, id);
+    }
     lua_setfield(L, dst, key);
+}
+
+void aap_push_id_path(lua_State *L, const char *what, lua_Integer id)
+{
+    lua_pushfstring(L, "%s/%I/", what, (LUAI_UACINT)id);
 }
 
 static int s_flavor(lua_State *L)
@@ -464,7 +477,7 @@ static int s_me(lua_State *L)
         if (lua_getfield(L, b, "results") == LUA_TTABLE) {
             if (lua_rawgeti(L, -1, 1) == LUA_TTABLE)
                 return 1;
-        } else if (has_field(L, b, "id")) {
+        } else if (aap_has_field(L, b, "id")) {
             lua_settop(L, b);
             return 1;                     /* a plain user object */
         }
@@ -475,82 +488,7 @@ static int s_me(lua_State *L)
                     lua_tostring(L, -1));
 }
 
-static int s_create_token(lua_State *L)
-{
-    aap_session *S = aap_check_session(L, 1);
-    static const char *const keys[] = { "application", "description", "scope", NULL };
-    if (lua_isnoneornil(L, 2)) {
-        lua_settop(L, 1);
-        lua_newtable(L);
-    }
-    luaL_checktype(L, 2, LUA_TTABLE);
-    lua_settop(L, 2);
-    check_keys(L, 2, "create_token", keys);
-    lua_createtable(L, 0, 3);
-    copy_opt(L, 2, 3, "create_token", "application", LUA_TNUMBER);
-    copy_opt(L, 2, 3, "create_token", "description", LUA_TSTRING);
-    copy_opt(L, 2, 3, "create_token", "scope", LUA_TSTRING);
-    if (lua_getfield(L, 3, "application") == LUA_TNIL) {
-        aap_json_push_null(L);           /* a PAT: "application": null */
-        lua_setfield(L, 3, "application");
-    }
-    lua_pop(L, 1);
-    if (lua_getfield(L, 3, "description") == LUA_TNIL) {
-        lua_pushliteral(L, "");
-        lua_setfield(L, 3, "description");
-    }
-    lua_pop(L, 1);
-    int n = aap_call_json(L, S, "POST", "tokens/", 0, 3);
-    if (n != 1)
-        return n;
-    aap_make_token(L);
-    return 1;
-}
-
-static void id_path(lua_State *L, const char *what, lua_Integer id)
-{
-    lua_pushfstring(L, "%s/%I/", what, (LUAI_UACINT)id);
-}
-
-static int s_token(lua_State *L)
-{
-    aap_session *S = aap_check_session(L, 1);
-    lua_Integer id = luaL_checkinteger(L, 2);
-    id_path(L, "tokens", id);
-    int n = aap_call_json(L, S, "GET", lua_tostring(L, -1), 0, 0);
-    if (n != 1)
-        return n;
-    aap_make_token(L);
-    return 1;
-}
-
-static int s_update_token(lua_State *L)
-{
-    aap_session *S = aap_check_session(L, 1);
-    lua_Integer id = luaL_checkinteger(L, 2);
-    luaL_checktype(L, 3, LUA_TTABLE);
-    lua_settop(L, 3);
-    id_path(L, "tokens", id);
-    int n = aap_call_json(L, S, "PATCH", lua_tostring(L, -1), 0, 3);
-    if (n != 1)
-        return n;
-    aap_make_token(L);
-    return 1;
-}
-
-static int s_delete_token(lua_State *L)
-{
-    aap_session *S = aap_check_session(L, 1);
-    lua_Integer id = luaL_checkinteger(L, 2);
-    id_path(L, "tokens", id);
-    int n = aap_call_json(L, S, "DELETE", lua_tostring(L, -1), 0, 0);
-    if (n != 1)
-        return n;
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
-static const char *list_path(lua_State *L, int fidx, const char *def)
+const char *aap_list_path(lua_State *L, int fidx, const char *def)
 {
     if (!lua_istable(L, fidx))
         return def;
@@ -559,326 +497,12 @@ static const char *list_path(lua_State *L, int fidx, const char *def)
         lua_pop(L, 1);
         return def;
     }
-    if (t != LUA_TSTRING)
-        luaL_error(L, "filter 'path' must be a string");
-    const char *p = lua_tostring(L, -1);   /* kept alive by the filters table */
+    size_t n;
+    const char *p = lua_tolstring(L, -1, &n);  /* kept alive by the filters table */
+    if (t != LUA_TSTRING || aap_has_crlf(p, n))
+        luaL_error(L, "filter 'path' must be a string without NUL, CR or LF");
     lua_pop(L, 1);
     return p;
-}
-
-static int s_tokens(lua_State *L)
-{
-    aap_session *S = aap_check_session(L, 1);
-    if (!lua_isnoneornil(L, 2))
-        luaL_checktype(L, 2, LUA_TTABLE);
-    lua_settop(L, 2);
-    return aap_list_all(L, S, list_path(L, 2, "tokens/"), lua_istable(L, 2) ? 2 : 0, aap_make_token);
-}
-
-static int s_each_token(lua_State *L)
-{
-    aap_session *S = aap_check_session(L, 1);
-    if (!lua_isnoneornil(L, 2))
-        luaL_checktype(L, 2, LUA_TTABLE);
-    lua_settop(L, 2);
-    return aap_list_iter(L, S, 1, list_path(L, 2, "tokens/"), lua_istable(L, 2) ? 2 : 0);
-}
-
-static int s_applications(lua_State *L)
-{
-    aap_session *S = aap_check_session(L, 1);
-    if (!lua_isnoneornil(L, 2))
-        luaL_checktype(L, 2, LUA_TTABLE);
-    lua_settop(L, 2);
-    return aap_list_all(L, S, list_path(L, 2, "applications/"), lua_istable(L, 2) ? 2 : 0, NULL);
-}
-
-/* Does the application at the top belong to organization `org` (index)? */
-static int in_org(lua_State *L, int org)
-{
-    int app = lua_gettop(L), r = 0;
-    if (lua_isnil(L, org))
-        return 1;
-    if (lua_isinteger(L, org)) {
-        lua_getfield(L, app, "organization");
-        r = lua_isinteger(L, -1) && lua_tointeger(L, -1) == lua_tointeger(L, org);
-    } else if (lua_getfield(L, app, "summary_fields") == LUA_TTABLE &&
-               lua_getfield(L, -1, "organization") == LUA_TTABLE &&
-               lua_getfield(L, -1, "name") == LUA_TSTRING) {
-        r = lua_rawequal(L, -1, org);
-    }
-    lua_settop(L, app);
-    return r;
-}
-
-static int s_application(lua_State *L)
-{
-    aap_session *S = aap_check_session(L, 1);
-    static const char *const keys[] = { "organization", NULL };
-    if (lua_isinteger(L, 2)) {
-        if (!lua_isnoneornil(L, 3))
-            luaL_checktype(L, 3, LUA_TTABLE);
-        id_path(L, "applications", lua_tointeger(L, 2));
-        return aap_call_json(L, S, "GET", lua_tostring(L, -1), 0, 0);
-    }
-    luaL_checkstring(L, 2);
-    if (lua_type(L, 2) != LUA_TSTRING)
-        return luaL_argerror(L, 2, "application name (string) or id (integer) expected");
-    lua_settop(L, 3);
-    lua_pushnil(L);                                  /* 4: organization */
-    if (!lua_isnil(L, 3)) {
-        luaL_checktype(L, 3, LUA_TTABLE);
-        check_keys(L, 3, "application", keys);
-        lua_getfield(L, 3, "organization");
-        if (!lua_isnil(L, -1) && !lua_isinteger(L, -1) && lua_type(L, -1) != LUA_TSTRING)
-            return luaL_error(L, "application: option 'organization' must be an id or a name");
-        lua_replace(L, 4);
-    }
-    lua_newtable(L);                                 /* 5: query */
-    lua_pushvalue(L, 2);
-    lua_setfield(L, 5, "name");
-    if (lua_isinteger(L, 4)) {
-        lua_pushvalue(L, 4);
-        lua_setfield(L, 5, "organization");
-    }
-    int n = aap_list_all(L, S, "applications/", 5, NULL);
-    if (n != 1)
-        return n;
-    int all = lua_gettop(L);
-    lua_newtable(L);
-    int matches = all + 1, m = 0;
-    for (lua_Integer i = 1; lua_rawgeti(L, all, i) == LUA_TTABLE; i++) {
-        lua_getfield(L, -1, "name");
-        int same = lua_rawequal(L, -1, 2);
-        lua_pop(L, 1);
-        if (same && in_org(L, 4))
-            lua_rawseti(L, matches, ++m);
-        else
-            lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
-    if (m == 1) {
-        lua_rawgeti(L, matches, 1);
-        return 1;
-    }
-    lua_pushfstring(L, "%sapplications/", aap_api_prefix(S));
-    int pathidx = lua_gettop(L);
-    if (m == 0) {
-        if (lua_isnil(L, 4))
-            lua_pushfstring(L, "no application named '%s'", lua_tostring(L, 2));
-        else
-            lua_pushfstring(L, "no application named '%s' in organization %s", lua_tostring(L, 2),
-                            luaL_tolstring(L, 4, NULL));
-        return aap_fail(L, "not_found", 0, lua_tostring(L, -1), "GET", lua_tostring(L, pathidx));
-    }
-    lua_pushfstring(L, "%d applications are named '%s': choose one by organization or id", m,
-                    lua_tostring(L, 2));
-    aap_fail(L, "ambiguous", 0, lua_tostring(L, -1), "GET", lua_tostring(L, pathidx));
-    int err = lua_gettop(L);
-    lua_createtable(L, m, 0);
-    for (int i = 1; i <= m; i++) {
-        lua_rawgeti(L, matches, i);
-        lua_createtable(L, 0, 4);
-        lua_getfield(L, -2, "id");
-        lua_setfield(L, -2, "id");
-        lua_getfield(L, -2, "name");
-        lua_setfield(L, -2, "name");
-        lua_getfield(L, -2, "organization");
-        lua_setfield(L, -2, "organization");
-        if (lua_getfield(L, -2, "summary_fields") == LUA_TTABLE &&
-            lua_getfield(L, -1, "organization") == LUA_TTABLE &&
-            lua_getfield(L, -1, "name") == LUA_TSTRING) {
-            lua_setfield(L, -4, "organization_name");
-            lua_pop(L, 2);
-        } else {
-            lua_settop(L, err + 3);
-        }
-        lua_rawseti(L, err + 1, i);
-        lua_pop(L, 1);
-    }
-    lua_setfield(L, err, "candidates");
-    return 2;
-}
-
-static int s_create_application(lua_State *L)
-{
-    aap_session *S = aap_check_session(L, 1);
-    static const char *const keys[] = { "name", "organization", "client_type",
-        "authorization_grant_type", "redirect_uris", "description", "skip_authorization",
-        "user", "app_url", NULL };
-    luaL_checktype(L, 2, LUA_TTABLE);
-    lua_settop(L, 2);
-    check_keys(L, 2, "create_application", keys);
-    lua_createtable(L, 0, 8);
-    copy_opt(L, 2, 3, "create_application", "name", LUA_TSTRING);
-    copy_opt(L, 2, 3, "create_application", "organization", LUA_TNUMBER);
-    copy_opt(L, 2, 3, "create_application", "client_type", LUA_TSTRING);
-    copy_opt(L, 2, 3, "create_application", "authorization_grant_type", LUA_TSTRING);
-    copy_opt(L, 2, 3, "create_application", "redirect_uris", LUA_TSTRING);
-    copy_opt(L, 2, 3, "create_application", "description", LUA_TSTRING);
-    copy_opt(L, 2, 3, "create_application", "skip_authorization", LUA_TBOOLEAN);
-    copy_opt(L, 2, 3, "create_application", "user", LUA_TNUMBER);
-    copy_opt(L, 2, 3, "create_application", "app_url", LUA_TSTRING);
-    if (lua_getfield(L, 3, "name") == LUA_TNIL)
-        return luaL_error(L, "create_application: option 'name' is required");
-    if (lua_getfield(L, 3, "organization") == LUA_TNIL)
-        return luaL_error(L, "create_application: option 'organization' is required");
-    lua_pop(L, 2);
-    static const char *const defaults[][2] = {
-        { "client_type", "confidential" }, { "authorization_grant_type", "password" },
-        { "redirect_uris", "" }, { NULL, NULL } };
-    for (int i = 0; defaults[i][0]; i++) {
-        if (lua_getfield(L, 3, defaults[i][0]) == LUA_TNIL) {
-            lua_pushstring(L, defaults[i][1]);
-            lua_setfield(L, 3, defaults[i][0]);
-        }
-        lua_pop(L, 1);
-    }
-    return aap_call_json(L, S, "POST", "applications/", 0, 3);
-}
-
-/* ---- /o/ endpoints: form bodies, client authentication ------------------ */
-
-struct client {
-    char *user, *pass;   /* URL-encoded client id and secret (wiped) */
-};
-
-static void client_free(struct client *c)
-{
-    aap_free_secret(&c->user);
-    aap_free_secret(&c->pass);
-}
-
-static const char *opt_secret(lua_State *L, int idx, const char *fn, const char *key, int required)
-{
-    int t = lua_getfield(L, idx, key);
-    if (t == LUA_TNIL && !required) {
-        lua_pop(L, 1);
-        return NULL;
-    }
-    if (t != LUA_TSTRING)
-        luaL_error(L, "%s: option '%s' must be a string", fn, key);
-    size_t n;
-    const char *s = lua_tolstring(L, -1, &n);
-    if (n == 0 || memchr(s, '\0', n))
-        luaL_error(L, "%s: option '%s' must be a non-empty string without NUL", fn, key);
-    lua_pop(L, 1);
-    return s;
-}
-
-/* POSTs the form in S->form to the OAuth endpoint `what` ("token/" or
- * "revoke_token/"); pushes the decoded 2xx body (true when empty) or nil, err. */
-static int oauth_post(lua_State *L, aap_session *S, const char *what, const char *client_id,
-                      const char *client_secret, const char *const *secrets)
-{
-    int n = aap_need_flavor(L, S);
-    if (n) {
-        aap_buf_clear(&S->form);
-        return n;
-    }
-    lua_pushfstring(L, "%s%s", aap_oauth_prefix(S), what);
-    lua_pushfstring(L, "%s%s", S->base, lua_tostring(L, -1));
-    aap_req r = { "POST", lua_tostring(L, -1), lua_tostring(L, -2), S->form.data ? S->form.data : "",
-                  S->form.len, "application/x-www-form-urlencoded", AAP_AUTH_NONE, NULL, NULL };
-    struct client c = { NULL, NULL };
-    if (client_secret) {
-        /* Basic with both parts URL-encoded: DOT URL-decodes them. */
-        c.user = aap_urlencode(client_id, strlen(client_id));
-        c.pass = aap_urlencode(client_secret, strlen(client_secret));
-        if (!c.user || !c.pass) {
-            client_free(&c);
-            aap_buf_clear(&S->form);
-            return luaL_error(L, "not enough memory");
-        }
-        r.auth = AAP_AUTH_CLIENT;
-        r.client_user = c.user;
-        r.client_pass = c.pass;
-    }
-    aap_xfer *x = &S->xfers[0];
-    int rc = aap_http_run(S, x, &r);
-    client_free(&c);
-    aap_buf_clear(&S->form);
-    if (rc != 0)
-        return aap_push_transport_error(L, x, &r);
-    if (x->status < 200 || x->status > 299) {
-        n = aap_push_response_error(L, S, x, &r, secrets);
-        aap_buf_clear(&x->body);
-        return n;
-    }
-    if (x->body.len == 0) {
-        lua_pushboolean(L, 1);
-        return 1;
-    }
-    int ok = aap_json_decode(L, x->body.data, x->body.len);
-    aap_buf_clear(&x->body);
-    if (!ok)
-        return aap_bad_response(L, x, &r, "the answer is not JSON");
-    return 1;
-}
-
-static void form_add_or_die(lua_State *L, aap_session *S, const char *k, const char *v)
-{
-    if (v && aap_form_add(&S->form, k, v, strlen(v)) != 0) {
-        aap_buf_clear(&S->form);
-        luaL_error(L, "not enough memory");
-    }
-}
-
-static int s_refresh(lua_State *L)
-{
-    aap_session *S = aap_check_session(L, 1);
-    static const char *const keys[] = { "refresh_token", "client_id", "client_secret", "scope", NULL };
-    luaL_checktype(L, 2, LUA_TTABLE);
-    lua_settop(L, 2);
-    check_keys(L, 2, "refresh", keys);
-    const char *rt = opt_secret(L, 2, "refresh", "refresh_token", 1);
-    const char *cid = opt_secret(L, 2, "refresh", "client_id", 1);
-    const char *csec = opt_secret(L, 2, "refresh", "client_secret", 0);
-    const char *scope = opt_secret(L, 2, "refresh", "scope", 0);
-    aap_buf_clear(&S->form);
-    form_add_or_die(L, S, "grant_type", "refresh_token");
-    form_add_or_die(L, S, "refresh_token", rt);
-    if (scope)
-        form_add_or_die(L, S, "scope", scope);
-    if (!csec)
-        form_add_or_die(L, S, "client_id", cid);     /* a public client */
-    const char *secrets[] = { rt, csec, NULL };
-    double now = aap_now();
-    int n = oauth_post(L, S, "token/", cid, csec, secrets);
-    if (n != 1)
-        return n;
-    if (lua_type(L, -1) != LUA_TTABLE || !has_field(L, -1, "access_token")) {
-        lua_pushfstring(L, "%stoken/", aap_oauth_prefix(S));
-        return aap_fail(L, "bad_response", 0, "the token endpoint answered without an access_token",
-                        "POST", lua_tostring(L, -1));
-    }
-    aap_make_oauth_token(L, now);
-    return 1;
-}
-
-static int s_revoke(lua_State *L)
-{
-    aap_session *S = aap_check_session(L, 1);
-    static const char *const keys[] = { "token", "client_id", "client_secret", "token_type_hint", NULL };
-    luaL_checktype(L, 2, LUA_TTABLE);
-    lua_settop(L, 2);
-    check_keys(L, 2, "revoke", keys);
-    const char *tok = opt_secret(L, 2, "revoke", "token", 1);
-    const char *cid = opt_secret(L, 2, "revoke", "client_id", 1);
-    const char *csec = opt_secret(L, 2, "revoke", "client_secret", 0);
-    const char *hint = opt_secret(L, 2, "revoke", "token_type_hint", 0);
-    aap_buf_clear(&S->form);
-    form_add_or_die(L, S, "token", tok);
-    if (hint)
-        form_add_or_die(L, S, "token_type_hint", hint);
-    if (!csec)
-        form_add_or_die(L, S, "client_id", cid);
-    const char *secrets[] = { tok, csec, NULL };
-    int n = oauth_post(L, S, "revoke_token/", cid, csec, secrets);
-    if (n != 1)
-        return n;
-    lua_pushboolean(L, 1);
-    return 1;
 }
 
 /* ---- the raw escape hatch ----------------------------------------------- */
@@ -891,13 +515,15 @@ static int s_request(lua_State *L)
     aap_session *S = aap_check_session(L, 1);
     static const char *const keys[] = { "query", "json", "form", NULL };
     int mi = luaL_checkoption(L, 2, NULL, METHODS);
-    const char *path = luaL_checkstring(L, 3);
+    size_t plen;
+    const char *path = luaL_checklstring(L, 3, &plen);
+    luaL_argcheck(L, !aap_has_crlf(path, plen), 3, "path holds NUL, CR or LF");
     if (!lua_isnoneornil(L, 4))
         luaL_checktype(L, 4, LUA_TTABLE);
     lua_settop(L, 4);
     int query = 0, json = 0, form = 0;
     if (lua_istable(L, 4)) {
-        check_keys(L, 4, "request", keys);
+        aap_check_keys(L, 4, "request", keys);
         if (lua_getfield(L, 4, "query") != LUA_TNIL) {      /* 5 */
             luaL_argcheck(L, lua_istable(L, 5), 4, "'query' must be a table");
             query = 5;
@@ -975,17 +601,6 @@ static const luaL_Reg session_methods[] = {
     { "flavor", s_flavor },
     { "ping", s_ping },
     { "me", s_me },
-    { "create_token", s_create_token },
-    { "token", s_token },
-    { "tokens", s_tokens },
-    { "each_token", s_each_token },
-    { "update_token", s_update_token },
-    { "delete_token", s_delete_token },
-    { "applications", s_applications },
-    { "application", s_application },
-    { "create_application", s_create_application },
-    { "refresh", s_refresh },
-    { "revoke", s_revoke },
     { "request", s_request },
     { "stats", s_stats },
     { NULL, NULL }
@@ -1015,6 +630,9 @@ void aap_open_session(lua_State *L)
     luaL_newmetatable(L, AAP_SESSION_MT);
     luaL_setfuncs(L, session_meta, 0);
     luaL_newlib(L, session_methods);
+    aap_add_token_methods(L);
+    aap_add_application_methods(L);
+    aap_add_oauth_methods(L);
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
     lua_pushcfunction(L, l_connect);

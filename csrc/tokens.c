@@ -2,7 +2,7 @@
  * tokens.c - aap.Token: a token object from the gateway (or an /o/token/
  * answer) as a Lua table with typed fields, masked values recognised, times
  * as epoch seconds, and the decoded server object kept in `raw`.
- * tostring never shows a secret.
+ * tostring never shows a secret. Also the token calls of aap.Session.
  */
 #include "aap.h"
 
@@ -183,6 +183,111 @@ static int l_parse_token(lua_State *L)
     else
         aap_make_token(L);
     return 1;
+}
+
+/* ---- the token calls --------------------------------------------------- */
+
+static int s_create_token(lua_State *L)
+{
+    aap_session *S = aap_check_session(L, 1);
+    static const char *const keys[] = { "application", "description", "scope", NULL };
+    if (lua_isnoneornil(L, 2)) {
+        lua_settop(L, 1);
+        lua_newtable(L);
+    }
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    aap_check_keys(L, 2, "create_token", keys);
+    lua_createtable(L, 0, 3);
+    aap_copy_opt(L, 2, 3, "create_token", "application", LUA_TNUMBER);
+    aap_copy_opt(L, 2, 3, "create_token", "description", LUA_TSTRING);
+    aap_copy_opt(L, 2, 3, "create_token", "scope", LUA_TSTRING);
+    if (lua_getfield(L, 3, "application") == LUA_TNIL) {
+        aap_json_push_null(L);           /* a PAT: "application": null */
+        lua_setfield(L, 3, "application");
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, 3, "description") == LUA_TNIL) {
+        lua_pushliteral(L, "");
+        lua_setfield(L, 3, "description");
+    }
+    lua_pop(L, 1);
+    int n = aap_call_json(L, S, "POST", "tokens/", 0, 3);
+    if (n != 1)
+        return n;
+    aap_make_token(L);
+    return 1;
+}
+
+static int s_token(lua_State *L)
+{
+    aap_session *S = aap_check_session(L, 1);
+    lua_Integer id = luaL_checkinteger(L, 2);
+    aap_push_id_path(L, "tokens", id);
+    int n = aap_call_json(L, S, "GET", lua_tostring(L, -1), 0, 0);
+    if (n != 1)
+        return n;
+    aap_make_token(L);
+    return 1;
+}
+
+static int s_update_token(lua_State *L)
+{
+    aap_session *S = aap_check_session(L, 1);
+    lua_Integer id = luaL_checkinteger(L, 2);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_settop(L, 3);
+    aap_push_id_path(L, "tokens", id);
+    int n = aap_call_json(L, S, "PATCH", lua_tostring(L, -1), 0, 3);
+    if (n != 1)
+        return n;
+    aap_make_token(L);
+    return 1;
+}
+
+static int s_delete_token(lua_State *L)
+{
+    aap_session *S = aap_check_session(L, 1);
+    lua_Integer id = luaL_checkinteger(L, 2);
+    aap_push_id_path(L, "tokens", id);
+    int n = aap_call_json(L, S, "DELETE", lua_tostring(L, -1), 0, 0);
+    if (n != 1)
+        return n;
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int s_tokens(lua_State *L)
+{
+    aap_session *S = aap_check_session(L, 1);
+    if (!lua_isnoneornil(L, 2))
+        luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    return aap_list_all(L, S, aap_list_path(L, 2, "tokens/"), lua_istable(L, 2) ? 2 : 0, aap_make_token);
+}
+
+static int s_each_token(lua_State *L)
+{
+    aap_session *S = aap_check_session(L, 1);
+    if (!lua_isnoneornil(L, 2))
+        luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    return aap_list_iter(L, S, 1, aap_list_path(L, 2, "tokens/"), lua_istable(L, 2) ? 2 : 0);
+}
+
+static const luaL_Reg token_methods[] = {
+    { "create_token", s_create_token },
+    { "token", s_token },
+    { "tokens", s_tokens },
+    { "each_token", s_each_token },
+    { "update_token", s_update_token },
+    { "delete_token", s_delete_token },
+    { NULL, NULL }
+};
+
+void aap_add_token_methods(lua_State *L)
+{
+    luaL_setfuncs(L, token_methods, 0);
 }
 
 void aap_open_tokens(lua_State *L)

@@ -89,8 +89,17 @@ static void escape_value(lua_State *L, const char *key)
         lua_pushstring(L, lua_toboolean(L, -1) ? "true" : "false");
         break;
     case LUA_TNUMBER:
+        if (!lua_isinteger(L, -1)) {
+            int isnum;
+            lua_Integer i = lua_tointegerx(L, -1, &isnum);
+            if (isnum) {                 /* 3.0 from a JSON decoder is "3" */
+                lua_pushinteger(L, i);
+                lua_replace(L, -2);
+            }
+        }
+        /* fall through */
     case LUA_TSTRING:
-        s = lua_tolstring(L, -1, &n);   /* integers print without ".0" */
+        s = lua_tolstring(L, -1, &n);
         if (aap_has_crlf(s, n))
             luaL_error(L, "query value for '%s' holds NUL, CR or LF", key);
         push_escaped(L, s, n);
