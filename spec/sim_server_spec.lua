@@ -82,6 +82,17 @@ describe("aap sim server", function()
       c:close()
     end)
 
+    it("keeps an HTTP/1.0 connection alive when asked", function()
+      local c = connect(sim)
+      c:send("GET " .. B .. "ping/ HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+      local st, h = read_response(c)
+      assert.equal(200, st)
+      assert.equal("keep-alive", h.connection)
+      c:send("GET /o/ HTTP/1.0\r\n\r\n")
+      assert.equal(200, (read_response(c)))
+      c:close()
+    end)
+
     it("reads chunked request bodies", function()
       local c = connect(sim)
       local json = '{"description":"chunked","scope":"read"}'

@@ -777,7 +777,9 @@ local function token_endpoint(ctx)
     if not r or r.revoked or r.application ~= app.id or (not r.access and not cfg.refresh_after_delete) then
       oauth_error("invalid_grant")
     end
-    local original = r.scope or (r.access and store.tokens[r.access] and store.tokens[r.access].scope) or "read write"
+    -- DOT takes the original scopes from the refresh token's access token
+    local access = r.access and store.tokens[r.access]
+    local original = access and access.scope or r.scope or "read write"
     local scope = original
     if form.scope and form.scope ~= "" then
       local allowed = {}

@@ -8,7 +8,7 @@ local socket = require("socket")
 local gettime, select = socket.gettime, socket.select
 local co_create, co_resume, co_yield, co_status = coroutine.create, coroutine.resume, coroutine.yield,
   coroutine.status
-local concat, format, floor = table.concat, string.format, math.floor
+local concat, format = table.concat, string.format
 
 local M = {}
 
@@ -255,7 +255,7 @@ local function connection_tokens(h)
 end
 
 -- Serialize the status line and headers.
-local function head_bytes(resp, body_len, close, method)
+local function head_bytes(resp, body_len, close, http10)
   local status = resp.status
   local out = { format("HTTP/1.1 %d %s\r\n", status, resp.reason or REASONS[status] or "Unknown") }
   out[#out + 1] = "Date: " .. os.date("!%a, %d %b %Y %H:%M:%S GMT") .. "\r\n"
@@ -265,9 +265,12 @@ local function head_bytes(resp, body_len, close, method)
   if not (status == 204 or status == 304 or status < 200) then
     out[#out + 1] = "Content-Length: " .. body_len .. "\r\n"
   end
-  if close then out[#out + 1] = "Connection: close\r\n" end
+  if close then
+    out[#out + 1] = "Connection: close\r\n"
+  elseif http10 then
+    out[#out + 1] = "Connection: keep-alive\r\n"
+  end
   out[#out + 1] = "\r\n"
-  local _ = method
   return concat(out)
 end
 
@@ -282,7 +285,7 @@ local function write_response(conn, req, resp, close)
   local is_head = req and req.method == "HEAD"
   if resp.stream then
     local total, chunk = resp.stream.total, resp.stream.chunk
-    if not conn:send(head_bytes(resp, total, close, req and req.method)) then return false end
+    if not conn:send(head_bytes(resp, total, close, req and req.version == "1.0")) then return false end
     if is_head then return true end
     local sent = 0
     while sent < total do
@@ -292,7 +295,7 @@ local function write_response(conn, req, resp, close)
     end
     return true
   end
-  local head = head_bytes(resp, #body, close or resp.truncate, req and req.method)
+  local head = head_bytes(resp, #body, close or resp.truncate, req and req.version == "1.0")
   if resp.truncate then
     conn:send(head .. body:sub(1, #body // 2))
     conn:close(false)
@@ -557,5 +560,4 @@ end
 M.Server = Server
 M.parse_head = parse_head
 M.dechunk = dechunk
-M._floor = floor
 return M

@@ -447,7 +447,7 @@ function Store:create_token(t)
     local rid = self.next_ids.refresh
     self.next_ids.refresh = rid + 1
     local r = { id = rid, hash = t.refresh_hash or M.token_hash(rvalue), user = t.user, application = t.application,
-                access = id, created = now }
+                access = id, created = now, scope = rec.scope }
     self.refresh[rid] = r
     self.refresh_by_hash[r.hash] = r
     rec.refresh = r
