@@ -297,6 +297,14 @@ describe("aap sim OAuth endpoints", function()
     end)
   end)
 
+  it("/o/authorize/ is a login page: a redirect to the login with next=", function()
+    local p = io.popen("curl -s -o /dev/null -w '%{http_code} %header{location}' "
+      .. helper.shquote(sim.url .. "/o/authorize/?client_id=x&response_type=code"))
+    local out = p:read("a")
+    p:close()
+    assert.equal("302 /api/gateway/v1/login/?next=/o/authorize/%3Fclient_id%3Dx%26response_type%3Dcode", out)
+  end)
+
   it("GET /o/ answers the endpoint map anonymously, with the DRF headers", function()
     local st, body, h = sim:raw("GET", "/o/")
     assert.equal(200, st)

@@ -864,6 +864,20 @@ local function oauth_view(fn)
   end
 end
 
+-- DOT's AuthorizationView is a login-required HTML page: without a browser session it
+-- redirects to the login page. The emulator has no sessions, so that is all it does.
+local function authorize_view(login)
+  return function(ctx)
+    local m = ctx.method
+    if m ~= "GET" and m ~= "POST" and m ~= "HEAD" and m ~= "OPTIONS" then
+      return plain(405, "", { { "Allow", "GET, POST, HEAD, OPTIONS" } })
+    end
+    local next_url = ctx.req.rawpath .. (ctx.req.query ~= "" and ("?" .. ctx.req.query) or "")
+    local quoted = codec.quote_plus(next_url):gsub("%+", "%%20"):gsub("%%2F", "/")
+    return plain(302, "", { { "Location", login .. "?next=" .. quoted } })
+  end
+end
+
 -- Routing ---------------------------------------------------------------------------------
 
 local METHOD_ORDER = { "GET", "POST", "PUT", "PATCH", "DELETE" }
@@ -1031,6 +1045,7 @@ local function build_routes(ctrl)
     end }, { anon = true }))
     route("/api/o/token/", { oauth = oauth_view(token_endpoint) })
     route("/api/o/revoke_token/", { oauth = oauth_view(revoke_endpoint) })
+    route("/api/o/authorize/", { oauth = authorize_view("/api/login/") })
   else
     route("/api/", view("Api Root", { GET = function(ctx)
       return respond(ctx, 200, obj{ "description", "AAP gateway REST API", "apis", obj{
@@ -1059,6 +1074,7 @@ local function build_routes(ctrl)
     end }, { anon = true }))
     route("/o/token/", { oauth = oauth_view(token_endpoint) })
     route("/o/revoke_token/", { oauth = oauth_view(revoke_endpoint) })
+    route("/o/authorize/", { oauth = authorize_view("/api/gateway/v1/login/") })
   end
   return routes
 end
@@ -1079,6 +1095,7 @@ function M.authenticate(ctx)
   local scheme = (parts[1] or ""):lower()
   local store = ctx.store
   if scheme == "bearer" then
+    ctx.auth = "bearer" -- what was presented, for the log
     if #parts ~= 2 then return end
     local t = store:token_by_value(parts[2])
     local now = store:now()
@@ -1096,7 +1113,7 @@ function M.authenticate(ctx)
       return
     end
     t.last_used = now
-    ctx.user, ctx.token, ctx.auth = u, t, "bearer"
+    ctx.user, ctx.token = u, t
     return
   end
   if scheme ~= "basic" or not ctx.cfg.basic_auth then return end
