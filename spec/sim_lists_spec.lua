@@ -205,9 +205,17 @@ describe("aap sim lists and resources", function()
       local _, again = get(B .. "applications/" .. n(a.id) .. "/")
       assert.equal("$encrypted$", again.client_secret)
       local st2, p = sim:json("PATCH", B .. "applications/" .. n(a.id) .. "/", { basic = admin(),
-        json = { description = "x" } })
+        json = { description = "x", skip_authorization = false, redirect_uris = "https://x.example/cb" } })
       assert.equal(200, st2)
       assert.equal("$encrypted$", p.client_secret)
+      assert.is_false(p.skip_authorization)
+      assert.equal("https://x.example/cb", p.redirect_uris)
+      local st3, put = sim:json("PUT", B .. "applications/" .. n(a.id) .. "/", { basic = admin(),
+        json = { name = "ci2", organization = 1, client_type = "confidential",
+                 authorization_grant_type = "password" } })
+      assert.equal(200, st3)
+      assert.equal("ci2", put.name)
+      assert.equal("x", put.description)
       local pub = { name = "pub", organization = 1, client_type = "public", authorization_grant_type = "password" }
       local _, pa = sim:json("POST", B .. "applications/", { basic = admin(), json = pub })
       assert.is_nil(pa.client_secret)

@@ -351,6 +351,10 @@ describe("aap sim tokens", function()
         headers = { ["content-type"] = "application/json" }, body = "[1]" })
       assert.equal(400, st)
       assert.same({ non_field_errors = { "Invalid data. Expected a dictionary, but got list." } }, body)
+      st, body = sim:json("POST", B .. "tokens/", { basic = as_admin(),
+        headers = { ["content-type"] = "application/json" }, body = " [] " })
+      assert.equal(400, st)
+      assert.same({ non_field_errors = { "Invalid data. Expected a dictionary, but got list." } }, body)
     end)
   end)
 

@@ -136,8 +136,8 @@ local function request_data(ctx)
     if v == null then
       raise(respond(ctx, 400, obj{ "non_field_errors", arr{ "No data provided" } }))
     end
-    if type(v) ~= "table" or #v > 0 then
-      local t = fields.pytype(v)
+    if type(v) ~= "table" or #v > 0 or body:match("^%s*%[") then
+      local t = body:match("^%s*%[") and "list" or fields.pytype(v)
       raise(respond(ctx, 400, obj{ "non_field_errors",
         arr{ format("Invalid data. Expected a dictionary, but got %s.", t) } }))
     end
@@ -598,7 +598,9 @@ local function update_app(ctx, sid, partial)
   local data = request_data(ctx)
   data.partial = partial
   local out = validate_app(ctx, data, a)
-  for k, v in pairs(out) do a[k] = (v ~= null) and v or nil end
+  for k, v in pairs(out) do
+    if v == null then a[k] = nil else a[k] = v end
+  end
   a.modified = ctx.store:now()
   a.modified_by = ctx.user.id
   return respond(ctx, 200, serialize_app(ctx, a))
