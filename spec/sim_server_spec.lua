@@ -166,6 +166,35 @@ describe("aap sim server", function()
       assert.equal(200, st)
     end)
 
+    it("never answers 5xx to random (bounded, seeded) REST requests", function()
+      math.randomseed(1234)
+      local paths = { "tokens/", "tokens/1/", "applications/", "applications/1/", "organizations/", "organizations/1/",
+        "users/2/tokens/", "users/2/personal_tokens/", "applications/1/tokens/", "me/", "users/", "users/2/" }
+      local keys = { "name", "description", "scope", "application", "organization", "client_type", "user",
+        "authorization_grant_type", "skip_authorization", "app_url", "page", "page_size", "order_by", "id__in",
+        "name__icontains", "application__isnull", "not__user", "or__id", "created__gt", "user__username" }
+      local vals = { "1", "0", "-1", "abc", "", "null", "true", "read", "2026-01-01T00:00:00Z", "1,2", "%FF", "-id",
+        "organization__name", "x__y__z", string.rep("a", 600) }
+      local jvals = { 1, 0, -5, 1.5, "x", "", true, false, helper.json.null, {}, { 1 }, { a = 1 }, "read write",
+        "confidential", "password", "http://x.example", string.rep("z", 600), 1e300 }
+      local methods = { "GET", "POST", "PUT", "PATCH", "DELETE" }
+      local bad = {}
+      for _ = 1, 300 do
+        local p = B .. paths[math.random(#paths)]
+        local q = {}
+        for _ = 1, math.random(0, 3) do q[#q + 1] = keys[math.random(#keys)] .. "=" .. vals[math.random(#vals)] end
+        if #q > 0 then p = p .. "?" .. table.concat(q, "&") end
+        local m = methods[math.random(#methods)]
+        local body = {}
+        for _ = 1, math.random(0, 4) do body[keys[math.random(#keys)]] = jvals[math.random(#jvals)] end
+        local opts = { basic = { "admin", sim.admin_password } }
+        if m ~= "GET" and m ~= "DELETE" then opts.json = body end
+        local st = sim:raw(m, p, opts)
+        if not st or st >= 500 then bad[#bad + 1] = m .. " " .. p .. " " .. tostring(st) end
+      end
+      assert.same({}, bad)
+    end)
+
     it("one slow client does not block the others", function()
       local slow = connect(sim)
       slow:send("GET " .. B .. "ping/ HTTP/1.1\r\nHost: x\r\n") -- never finishes its head
