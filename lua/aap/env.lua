@@ -1,0 +1,501 @@
+--- Read, edit and atomically rewrite `.env` files without disturbing them.
+--
+-- A document keeps every line exactly as it was (comments, blank lines, syntax it does not
+-- understand, `export KEY=...`, CRLF line endings, a missing final newline); only lines whose
+-- key is set or unset change, so unchanged lines stay byte-for-byte identical.
+--
+-- **Reading values.** The syntax that bash (`set -a; . .env`), python-dotenv, docker compose
+-- and kubectl agree on: `KEY=value`, optional `export ` prefix, leading indentation,
+-- unquoted values (an inline comment starts at whitespace followed by `#`, trailing blanks are
+-- dropped), `'single'` (literal, may span lines) and `"double"` quotes (may span lines;
+-- `\"`, `\\`, `\$`, `` \` `` stand for the character, `\n` for a newline as dotenv reads it, a
+-- backslash before a line break joins the lines as in bash, any other backslash is kept).
+-- Variables are not expanded: `get` returns the text as written. Where the readers disagree
+-- (`KEY = value` with blanks around `=`, which dotenv and compose accept and bash does not),
+-- the dotenv reading is used. A `KEY=` line whose value cannot be parsed (an unterminated quote,
+-- text glued after a closing quote) still names its key: `get` returns nil for it, `set`
+-- replaces it, and `doc:problems()` lists it. A key appended to a document with an
+-- unterminated quote goes just before that line, where every reader still sees it.
+--
+-- **Writing values** (`quote`): a value made only of `A-Z a-z 0-9 _ . / : @ % + , = -` is
+-- written bare, which every reader, kubectl included, takes literally. Anything else is quoted:
+--
+-- 1. `'single quotes'` when the value has no `'` and no `\\` (python-dotenv decodes `\\` and
+--    `\'` inside single quotes; bash does not);
+-- 2. otherwise `"double quotes"` with `\` and `"` escaped, when the value has no `$` and no
+--    `` ` `` (bash expands them inside double quotes; dotenv keeps `\$` as two characters);
+-- 3. otherwise there is no text that bash and python-dotenv both read as the value, and
+--    `quote` returns nil and a reason (`set` and `update` raise). The same holds for a value
+--    containing `${NAME}` or `${NAME:-x}` (python-dotenv expands it inside any quotes) and for
+--    one ending with a backslash (bash continues a bare line; dotenv takes `\'` and `\"` for an
+--    escaped closing quote).
+--
+-- kubectl (`create secret generic --from-env-file`) never removes quotes: a quoted value
+-- reaches the Secret with its quotes. `kubectl_safe(value)` tells whether a value is written
+-- bare. NUL, CR and LF are never accepted in a value: no reader round-trips them.
+--
+-- **Errors.** Wrong arguments raise at the caller's level. File failures return `nil, err`
+-- where `err` is a table `{code =, message =, path =}` with a `__tostring`; messages name the
+-- path, never a value. Codes: `io` (cannot read or write the file), `format` (the file is not
+-- text: it holds a NUL byte).
+-- @module aap.env
+local M = {}
+
+local type, error, pairs, ipairs, setmetatable, tostring = type, error, pairs, ipairs, setmetatable, tostring
+local concat, sort = table.concat, table.sort
+local find, sub, match, gsub = string.find, string.sub, string.match, string.gsub
+
+local KEY_PATTERN = "^[A-Za-z_][A-Za-z0-9_]*$"
+local BOM = "\239\187\191"
+local DEFAULT_MODE = 384 -- 0600
+
+-- Errors ---------------------------------------------------------------------------------------
+
+local Error = {}
+Error.__index = Error
+Error.__name = "aap.env.Error"
+Error.__tostring = function(e) return e.code .. ": " .. e.message end
+M.Error = Error
+
+local function new_error(code, message, path)
+  return setmetatable({ code = code, message = message, path = path }, Error)
+end
+
+-- Values ---------------------------------------------------------------------------------------
+
+--- Whether a string is a valid key: `^[A-Za-z_][A-Za-z0-9_]*$`.
+-- @tparam string key
+-- @treturn boolean
+function M.valid_key(key)
+  return type(key) == "string" and find(key, KEY_PATTERN) ~= nil
+end
+
+local function check_key(key, level)
+  if type(key) ~= "string" then
+    error(("bad key (string expected, got %s)"):format(type(key)), level + 1)
+  end
+  if not find(key, KEY_PATTERN) then
+    -- The key is not a secret: it helps to see which one was refused.
+    error(("bad key %q (must match [A-Za-z_][A-Za-z0-9_]*)"):format(key), level + 1)
+  end
+end
+
+--- Whether a value must be quoted in an env file (anything beyond `A-Za-z0-9_./:@%+,=-`).
+-- @tparam string value
+-- @treturn boolean
+function M.needs_quotes(value)
+  if type(value) ~= "string" then
+    error(("bad value (string expected, got %s)"):format(type(value)), 2)
+  end
+  return find(value, "[^%w_./:@%%+,=-]") ~= nil
+end
+
+--- Whether kubectl `--from-env-file` reads the same value as bash and dotenv: kubectl takes
+-- everything after `=` literally, so only a value written bare is safe.
+-- @tparam string value
+-- @treturn boolean
+function M.kubectl_safe(value)
+  if type(value) ~= "string" then
+    error(("bad value (string expected, got %s)"):format(type(value)), 2)
+  end
+  return not M.needs_quotes(value)
+end
+
+-- Whether python-dotenv (interpolation on, its default) would expand part of the value: it
+-- replaces ${NAME} and ${NAME:-default} whatever the quoting, and offers no escape.
+local function dotenv_expands(value)
+  local i = find(value, "${", 1, true)
+  while i do
+    if find(value, "^%${[^}:]*}", i) or find(value, "^%${[^}:]*:%-[^}]*}", i) then return true end
+    i = find(value, "${", i + 1, true)
+  end
+  return false
+end
+
+--- The text to put after `KEY=` so that bash, python-dotenv and docker compose read `value`.
+-- @tparam string value
+-- @treturn[1] string the value, bare or quoted
+-- @treturn[2] nil
+-- @treturn[2] string why it cannot be written (never contains the value)
+-- @usage env.quote("abc") --> "abc"; env.quote("a b") --> "'a b'"
+function M.quote(value)
+  if type(value) ~= "string" then
+    error(("bad value (string expected, got %s)"):format(type(value)), 2)
+  end
+  if find(value, "[%z\r\n]") then
+    return nil, "value contains a NUL, CR or LF character"
+  end
+  if not find(value, "[^%w_./:@%%+,=-]") then return value end
+  if sub(value, -1) == "\\" then
+    -- bash joins the next line to a bare one; dotenv reads \' or \" as an escaped closing quote.
+    return nil, "value ends with a backslash, which no quoting carries to both bash and python-dotenv"
+  end
+  if dotenv_expands(value) then
+    return nil, "value contains ${...}, which python-dotenv expands even inside quotes"
+  end
+  if not find(value, "'", 1, true) and not find(value, "\\\\", 1, true) then
+    return "'" .. value .. "'"
+  end
+  if not find(value, "[$`]") then
+    return '"' .. gsub(value, '[\\"]', "\\%0") .. '"'
+  end
+  return nil, "value mixes ' or \\ with $ or `: no quoting reads the same in bash and python-dotenv"
+end
+
+local function check_value(value, level)
+  if type(value) ~= "string" then
+    error(("bad value (string expected, got %s)"):format(type(value)), level + 1)
+  end
+  local q, why = M.quote(value)
+  if not q then error("bad value: " .. why, level + 1) end
+  return q
+end
+
+-- Parsing --------------------------------------------------------------------------------------
+
+-- Split text into physical lines {text, eol}; eol is "\r\n", "\n" or "" (last line only).
+local function split_lines(text)
+  local lines, pos, n = {}, 1, #text
+  while pos <= n do
+    local nl = find(text, "\n", pos, true)
+    local line, eol
+    if nl then
+      line, eol, pos = sub(text, pos, nl - 1), "\n", nl + 1
+      if sub(line, -1) == "\r" then line, eol = sub(line, 1, -2), "\r\n" end
+    else
+      line, eol, pos = sub(text, pos), "", n + 1
+    end
+    lines[#lines + 1] = { text = line, eol = eol }
+  end
+  return lines
+end
+
+-- What may follow a closing quote: blanks, or blanks then a comment.
+local function valid_trail(s)
+  return find(s, "^[ \t]*$") ~= nil or find(s, "^[ \t]+#") ~= nil
+end
+
+-- Parse a single-quoted value starting at lines[i], column c (just after the quote).
+-- Returns value, trail, last line index, or nil, reason.
+local function parse_single(lines, i, c)
+  local parts = {}
+  local text = lines[i].text
+  while true do
+    local close = find(text, "'", c, true)
+    if close then
+      parts[#parts + 1] = sub(text, c, close - 1)
+      return concat(parts, "\n"), sub(text, close + 1), i
+    end
+    parts[#parts + 1] = sub(text, c)
+    i, c = i + 1, 1
+    if not lines[i] then return nil, "unterminated single quote" end
+    text = lines[i].text
+  end
+end
+
+local DQ_ESCAPES = { ['"'] = '"', ["\\"] = "\\", ["$"] = "$", ["`"] = "`", n = "\n" }
+
+local function parse_double(lines, i, c)
+  local out = {}
+  local text = lines[i].text
+  while true do
+    local s, e, ch = find(text, '([\\"])', c)
+    if not s then
+      out[#out + 1] = sub(text, c)
+      i, c = i + 1, 1
+      if not lines[i] then return nil, "unterminated double quote" end
+      out[#out + 1] = "\n"
+      text = lines[i].text
+    else
+      out[#out + 1] = sub(text, c, s - 1)
+      if ch == '"' then
+        return concat(out), sub(text, e + 1), i
+      end
+      if e == #text then
+        -- A backslash at the end of a line joins it with the next one (bash).
+        i, c = i + 1, 1
+        if not lines[i] then return nil, "unterminated double quote" end
+        text = lines[i].text
+      else
+        local nxt = sub(text, e + 1, e + 1)
+        out[#out + 1] = DQ_ESCAPES[nxt] or ("\\" .. nxt)
+        c = e + 2
+      end
+    end
+  end
+end
+
+-- Parse the entry starting at lines[i]. Returns an entry table and the index of its last
+-- line, or nil when the line does not assign a key.
+local function parse_entry(lines, i)
+  local text = lines[i].text
+  local lead, key, rest = match(text, "^([ \t]*export[ \t]+)([A-Za-z_][A-Za-z0-9_]*)[ \t]*=(.*)$")
+  if not lead then
+    lead, key, rest = match(text, "^([ \t]*)([A-Za-z_][A-Za-z0-9_]*)[ \t]*=(.*)$")
+  end
+  if not lead then return nil end
+  local entry = { key = key, lead = lead, first = i }
+  local blanks = match(rest, "^[ \t]*")
+  local body = sub(rest, #blanks + 1)
+  local q = sub(body, 1, 1)
+  local value, trail, last
+  if q == "'" or q == '"' then
+    local col = #text - #body + 2
+    if q == "'" then
+      value, trail, last = parse_single(lines, i, col)
+    else
+      value, trail, last = parse_double(lines, i, col)
+    end
+    if not value then
+      entry.problem, entry.unterminated, entry.last = trail, true, i
+      return entry, i
+    end
+    if not valid_trail(trail) then
+      entry.problem, entry.last = "unexpected text after the closing quote", last
+      return entry, last
+    end
+  elseif blanks ~= "" and sub(body, 1, 1) == "#" then
+    -- `KEY= # note`: bash reads an empty value and a comment.
+    value, trail, last = "", rest, i
+  else
+    local cut = find(body, "[ \t]#")
+    value = cut and sub(body, 1, cut - 1) or body
+    local stripped = match(value, "^(.-)[ \t]*$")
+    trail = sub(body, #stripped + 1)
+    value, last = stripped, i
+  end
+  entry.value, entry.trail, entry.last = value, trail, last
+  return entry, last
+end
+
+local Doc = {}
+Doc.__index = Doc
+Doc.__name = "aap.env.Document"
+
+--- Parse the text of an env file. Never fails: lines it does not understand are kept.
+-- @tparam string text
+-- @treturn Document
+-- @usage local doc = env.parse(text); print(doc:get("AAP_TOKEN"))
+function M.parse(text)
+  if type(text) ~= "string" then
+    error(("bad text (string expected, got %s)"):format(type(text)), 2)
+  end
+  local items = {}
+  local prefix = ""
+  if sub(text, 1, 3) == BOM then prefix, text = BOM, sub(text, 4) end
+  local lines = split_lines(text)
+  local nl = "\n"
+  for _, l in ipairs(lines) do
+    if l.eol ~= "" then nl = l.eol; break end
+  end
+  local i = 1
+  while i <= #lines do
+    local entry, last = parse_entry(lines, i)
+    if not entry then last = i end
+    local raw = {}
+    for j = i, last do raw[#raw + 1] = lines[j].text .. lines[j].eol end
+    local item = entry or {}
+    item.raw, item.eol, item.line = concat(raw), lines[last].eol, i
+    items[#items + 1] = item
+    i = last + 1
+  end
+  return setmetatable({ items = items, nl = nl, prefix = prefix }, Doc)
+end
+
+--- The value of a key: the last assignment wins, as in bash and dotenv.
+-- @tparam string key
+-- @treturn[1] string the value (unexpanded)
+-- @treturn[2] nil when the key is absent or its last assignment cannot be parsed
+function Doc:get(key)
+  check_key(key, 2)
+  for i = #self.items, 1, -1 do
+    local it = self.items[i]
+    if it.key == key then return it.value end
+  end
+  return nil
+end
+
+--- The keys, in the order of their first appearance.
+-- @treturn {string,...}
+function Doc:keys()
+  local out, seen = {}, {}
+  for _, it in ipairs(self.items) do
+    if it.key and not seen[it.key] then
+      seen[it.key] = true
+      out[#out + 1] = it.key
+    end
+  end
+  return out
+end
+
+--- The lines that assign a key but could not be parsed.
+-- @treturn {{line=integer,key=string,message=string},...}
+function Doc:problems()
+  local out = {}
+  for _, it in ipairs(self.items) do
+    if it.problem then out[#out + 1] = { line = it.line, key = it.key, message = it.problem } end
+  end
+  return out
+end
+
+local function remove_from(items, key, start)
+  local removed = false
+  for i = #items, start, -1 do
+    if items[i].key == key then
+      table.remove(items, i)
+      removed = true
+    end
+  end
+  return removed
+end
+
+--- Set a key: its first assignment is replaced in place (keeping an `export ` prefix, the
+-- indentation and an inline comment), later assignments of the key are removed; a new key is
+-- appended at the end. Raises on a bad key or a value that cannot be written (see `quote`).
+-- @tparam string key
+-- @tparam string value
+-- @treturn Document self
+function Doc:set(key, value)
+  check_key(key, 2)
+  local quoted = check_value(value, 2)
+  local items = self.items
+  for i, it in ipairs(items) do
+    if it.key == key then
+      local trail = it.problem and "" or it.trail
+      it.raw = it.lead .. key .. "=" .. quoted .. trail .. it.eol
+      it.value, it.trail, it.problem, it.unterminated = value, trail, nil, nil
+      remove_from(items, key, i + 1)
+      return self
+    end
+  end
+  local item = { key = key, value = value, lead = "", trail = "", eol = self.nl,
+                 raw = key .. "=" .. quoted .. self.nl }
+  -- After an unterminated quote, bash would read the new line as part of that value: put the
+  -- new line before it instead.
+  for i, it in ipairs(items) do
+    if it.unterminated then
+      table.insert(items, i, item)
+      return self
+    end
+  end
+  local last = items[#items]
+  if last and last.eol == "" then
+    last.raw, last.eol = last.raw .. self.nl, self.nl
+  end
+  items[#items + 1] = item
+  return self
+end
+
+--- Remove every assignment of a key.
+-- @tparam string key
+-- @treturn boolean whether the key was present
+function Doc:unset(key)
+  check_key(key, 2)
+  return remove_from(self.items, key, 1)
+end
+
+--- The text of the document.
+-- @treturn string
+function Doc:serialize()
+  local out = { self.prefix }
+  for i, it in ipairs(self.items) do out[i + 1] = it.raw end
+  return concat(out)
+end
+
+-- Files ----------------------------------------------------------------------------------------
+
+--- Read and parse an env file. A missing file is an empty document.
+-- @tparam string path
+-- @treturn[1] Document (`doc.exists` is false for a missing file)
+-- @treturn[2] nil
+-- @treturn[2] table error `{code = "io" | "format", message =, path =}`
+function M.read(path)
+  if type(path) ~= "string" then
+    error(("bad path (string expected, got %s)"):format(type(path)), 2)
+  end
+  local f, msg, errno = io.open(path, "rb")
+  if not f then
+    if errno == 2 then
+      local doc = M.parse("")
+      doc.exists = false
+      return doc
+    end
+    return nil, new_error("io", "cannot read " .. msg, path)
+  end
+  local text, rerr = f:read("a")
+  f:close()
+  if not text then
+    return nil, new_error("io", ("cannot read %s: %s"):format(path, tostring(rerr)), path)
+  end
+  if find(text, "%z") then
+    return nil, new_error("format", ("cannot read %s: not a text file (it holds a NUL byte)"):format(path), path)
+  end
+  local doc = M.parse(text)
+  doc.exists = true
+  return doc
+end
+
+-- Normalise update's values into an ordered list of {key, value}.
+local function ordered_values(values)
+  local list = {}
+  if values[1] ~= nil then
+    for i, pair in ipairs(values) do
+      if type(pair) ~= "table" then
+        error(("bad values[%d] ({key, value} expected, got %s)"):format(i, type(pair)), 3)
+      end
+      list[i] = { pair[1] or pair.key, pair[2] or pair.value }
+    end
+  else
+    for k, v in pairs(values) do list[#list + 1] = { k, v } end
+    sort(list, function(a, b) return tostring(a[1]) < tostring(b[1]) end)
+  end
+  for _, pair in ipairs(list) do
+    check_key(pair[1], 3)
+    check_value(pair[2], 3)
+  end
+  return list
+end
+
+--- Set (and remove) keys in an env file, then replace it atomically with mode 0600 (or the
+-- file's own mode when that is stricter). On failure the file is left byte-for-byte as it was.
+-- The file is not locked: callers that may race take `aap.os.lock` themselves.
+-- @tparam string path
+-- @tparam table values `{KEY = value, ...}` (new keys appended in sorted order) or an ordered
+--   list `{{KEY, value}, ...}`
+-- @tparam[opt] table opts `remove` (a list of keys to remove), `mode` (default 0600)
+-- @treturn[1] true
+-- @treturn[2] nil
+-- @treturn[2] table error (see `read`)
+-- @usage assert(env.update(".env", {AAP_TOKEN = tok.token}, {remove = {"OLD_TOKEN"}}))
+function M.update(path, values, opts)
+  if type(path) ~= "string" then
+    error(("bad path (string expected, got %s)"):format(type(path)), 2)
+  end
+  if type(values) ~= "table" then
+    error(("bad values (table expected, got %s)"):format(type(values)), 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error(("bad opts (table expected, got %s)"):format(type(opts)), 2)
+  end
+  opts = opts or {}
+  for k in pairs(opts) do
+    if k ~= "remove" and k ~= "mode" then error(("bad opts: unknown option %q"):format(tostring(k)), 2) end
+  end
+  local list = ordered_values(values)
+  local remove = opts.remove or {}
+  if type(remove) ~= "table" then
+    error(("bad opts.remove (table expected, got %s)"):format(type(remove)), 2)
+  end
+  for _, k in ipairs(remove) do check_key(k, 2) end
+  local mode = opts.mode or DEFAULT_MODE
+  if math.type(mode) ~= "integer" then error("bad opts.mode (integer expected)", 2) end
+
+  local doc, err = M.read(path)
+  if not doc then return nil, err end
+  for _, k in ipairs(remove) do doc:unset(k) end
+  for _, pair in ipairs(list) do doc:set(pair[1], pair[2]) end
+  local ok, werr = require("aap").os.write_atomic(path, doc:serialize(), mode)
+  if not ok then return nil, new_error("io", werr, path) end
+  return true
+end
+return M
