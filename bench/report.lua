@@ -269,6 +269,18 @@ The same lists at `latency_ms = 0` show the processing cost alone. Median of %d 
           ms(s.seconds_0))
     end
   end
+  if not met and r.startup then
+    local per = {}
+    for _, row in ipairs(r.startup.iterate) do
+      per[#per + 1] = ("%s tokens %.2f ms"):format(fmt_int(row.n), 1000 * row.each.server_cpu / row.each.requests)
+    end
+    local it = r.startup.iterate
+    local grow = (it[#it].each.server_cpu / it[#it].each.requests) / (it[1].each.server_cpu / it[1].each.requests)
+    out[#out + 1] = (" The emulator's CPU per page, measured while iterating at 0 ms latency (section 4): %s%s.")
+      :format(table.concat(per, ", "), grow > 1.3 and ("; it grows with the length of the list, since the " ..
+        "emulator filters and orders the whole token list for every page it serves (`lua/aap/sim/gateway.lua`, " ..
+        "`lists.lua`)") or "")
+  end
   out[#out + 1] = "\n"
 end
 
@@ -283,6 +295,20 @@ local function section_startup(out, r, d)
     out[#out + 1] = ("| `%s` | %s ± %s | %s |"):format(c.label, ms(c.mean), ms(c.stddev), mib(c.maxrss_kib))
   end
   out[#out + 1] = ""
+  if r.client then
+    local k = r.client.kinds[1]
+    local aap, raw = k.by.aap, k.by.rawcurl
+    out[#out + 1] = ("Start-up instructions by object (callgrind, from section 1: the N-call profile less N " ..
+      "calls): `require(\"aap\")` and a session %s in all, the libcurl C program %s.\n")
+      :format(fmt_int(aap.ir_startup), fmt_int(raw.ir_startup))
+    out[#out + 1] = "| object | aap client | libcurl C program |"
+    out[#out + 1] = "|---|---:|---:|"
+    for i, o in ipairs(sorted_pairs_by_value(aap.startup_objects or {})) do
+      if i > 6 then break end
+      out[#out + 1] = ("| %s | %s | %s |"):format(o.k, fmt_int(o.v), fmt_int((raw.startup_objects or {})[o.k] or 0))
+    end
+    out[#out + 1] = ""
+  end
   local ru = s.smaps.rollup
   local private = (ru.Private_Clean or 0) + (ru.Private_Dirty or 0)
   out[#out + 1] = ("Where the resident memory of a process that loaded aap and listed the tokens is " ..
@@ -319,6 +345,12 @@ local function section_startup(out, r, d)
     "(`tokens{}`: %s and %s).\n"):format(fmt_int(first.n), fmt_int(last.n),
     mib(last.each.maxrss_kib - first.each.maxrss_kib), mib(last.each.heap_peak_kib - first.each.heap_peak_kib),
     mib(last.all.maxrss_kib - first.all.maxrss_kib), mib(last.all.heap_peak_kib - first.all.heap_peak_kib))
+  local n = last.n - first.n
+  out[#out + 1] = ("That is %.0f bytes of Lua heap per token for `each_token` against %.0f for `tokens{}`. " ..
+    "What `each_token` keeps is the set of ids it has seen, to drop duplicates when the list shifts while it " ..
+    "is read (`csrc/paging.c`); a set of %s integer ids takes %s of Lua heap on its own (measured in the " ..
+    "harness).\n"):format(1024 * (last.each.heap_peak_kib - first.each.heap_peak_kib) / n,
+    1024 * (last.all.heap_peak_kib - first.all.heap_peak_kib) / n, fmt_int(last.n), mib(s.id_set_kib))
   local met = d.cli_rss < M.TARGETS.rss_mib * 1024
   out[#out + 1] = ("**Target: peak memory of the aap command under %d MiB — %s** (`aap token list`: %s).")
     :format(M.TARGETS.rss_mib, yes(met), mib(d.cli_rss))

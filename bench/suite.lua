@@ -122,10 +122,12 @@ function M.client_cost(ctx)
       local ir2 = lib.callgrind(c.argv(k.name, 2 * k.n), envf, p2, { stderr = err })
       local per_call = (ir2 - ir1) / k.n
       local o1, o2 = lib.ir_by_object(p1), lib.ir_by_object(p2)
-      local objects = {}
+      local objects, startup = {}, {}
       for obj, v in pairs(o2) do
         local d = (v - (o1[obj] or 0)) / k.n
         if d > 0 then objects[obj] = d end
+        local st0 = (o1[obj] or 0) - k.n * math.max(d, 0)
+        if st0 > 0 then startup[obj] = st0 end
       end
       local st
       if c.name == "aap" then
@@ -136,7 +138,7 @@ function M.client_cost(ctx)
         end
       end
       kr.by[c.name] = { ir_per_call = per_call, ir_startup = ir1 - k.n * per_call, objects = objects,
-                        stages = st }
+                        startup_objects = startup, stages = st }
     end
     -- CPU time (user + system, kernel included; perf task-clock), interleaved, for N and 2N calls.
     local cpu = {}
@@ -332,16 +334,25 @@ function M.startup(ctx)
     lib.control(sim, "POST", "/__sim/tokens", { count = n })
     local row = { n = n }
     for _, mode in ipairs({ "each", "all" }) do
+      local scpu0 = proc_cpu(sim.pid)
       local r = lib.rusage({ "lua5.4", ctx.root .. "/bench/tokens.lua", mode, sim.url }, envf,
         { stdout = out, stderr = ctx.tmp .. "/iter.err" })
       local d = json.decode(lib.readfile(out) or "")
       check(r.ok and d, "iterating (%s) failed: %s", mode, lib.readfile(ctx.tmp .. "/iter.err") or "")
       check(d.count >= n, "%s saw %d tokens of %d", mode, d.count, n)
       row[mode] = { maxrss_kib = r.maxrss_kib, heap_peak_kib = d.heap_peak_kib, heap_start_kib = d.heap_start_kib,
-                    count = d.count }
+                    count = d.count, requests = d.requests, server_cpu = proc_cpu(sim.pid) - scpu0 }
     end
     res.iterate[#res.iterate + 1] = row
   end
+  -- For comparison: the Lua heap a set of that many integer ids takes (measured here, in-process).
+  collectgarbage("collect")
+  local before = collectgarbage("count")
+  local set = {}
+  for id = 1, sizes[#sizes] do set[id * 7 + 1000] = true end
+  collectgarbage("collect")
+  res.id_set_kib = collectgarbage("count") - before
+  res.id_set_size = next(set) and sizes[#sizes] -- keeps the set alive until it is measured
   sim:reset()
   return res
 end

@@ -6,7 +6,7 @@
 -- lua5.4 bench/tokens.lua each URL
 --   for tok in s:each_token{} ...: counts the tokens and samples the Lua heap
 --   (collectgarbage("count")) after every token; prints JSON {count, heap_peak_kib,
---   heap_start_kib, seconds}. Peak RSS is measured from outside (/usr/bin/time).
+--   heap_start_kib, seconds, requests}. Peak RSS is measured from outside (/usr/bin/time).
 -- lua5.4 bench/tokens.lua all URL
 --   the same through s:tokens{} (the whole list in memory), for comparison.
 -- lua5.4 bench/tokens.lua smaps URL
@@ -51,7 +51,7 @@ elseif mode == "each" or mode == "all" then
     end
   end
   io.write(cjson.encode({ count = count, heap_peak_kib = peak, heap_start_kib = start,
-                          seconds = now() - t0 }), "\n")
+                          seconds = now() - t0, requests = s:stats().requests }), "\n")
 elseif mode == "smaps" then
   assert(s:tokens({}))
   local maps, name = {}, nil
