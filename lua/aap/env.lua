@@ -49,6 +49,29 @@ local KEY_PATTERN = "^[A-Za-z_][A-Za-z0-9_]*$"
 local BOM = "\239\187\191"
 local DEFAULT_MODE = 384 -- 0600
 
+-- Argument checks (shared with aap.export) ------------------------------------------------------
+
+-- Raise "bad <what> (<tname> expected, got <type>)" at the caller of the function that is
+-- `level` frames above this one's caller (as for `error`).
+local function expect(v, tname, what, level)
+  if type(v) ~= tname then
+    error(("bad %s (%s expected, got %s)"):format(what, tname, type(v)), level + 1)
+  end
+  return v
+end
+M._expect = expect
+
+-- An options table (nil is an empty one) with only the `allowed` keys.
+local function options(opts, allowed, level)
+  if opts == nil then return {} end
+  expect(opts, "table", "opts", level + 1)
+  for k in pairs(opts) do
+    if not allowed[k] then error(("bad opts: unknown option %q"):format(tostring(k)), level + 1) end
+  end
+  return opts
+end
+M._options = options
+
 -- Errors ---------------------------------------------------------------------------------------
 
 local Error = {}
@@ -71,9 +94,7 @@ function M.valid_key(key)
 end
 
 local function check_key(key, level)
-  if type(key) ~= "string" then
-    error(("bad key (string expected, got %s)"):format(type(key)), level + 1)
-  end
+  expect(key, "string", "key", level + 1)
   if not find(key, KEY_PATTERN) then
     -- The key is not a secret: it helps to see which one was refused.
     error(("bad key %q (must match [A-Za-z_][A-Za-z0-9_]*)"):format(key), level + 1)
@@ -84,9 +105,7 @@ end
 -- @tparam string value
 -- @treturn boolean
 function M.needs_quotes(value)
-  if type(value) ~= "string" then
-    error(("bad value (string expected, got %s)"):format(type(value)), 2)
-  end
+  expect(value, "string", "value", 2)
   return find(value, "[^%w_./:@%%+,=-]") ~= nil
 end
 
@@ -95,9 +114,7 @@ end
 -- @tparam string value
 -- @treturn boolean
 function M.kubectl_safe(value)
-  if type(value) ~= "string" then
-    error(("bad value (string expected, got %s)"):format(type(value)), 2)
-  end
+  expect(value, "string", "value", 2)
   return not M.needs_quotes(value)
 end
 
@@ -119,9 +136,7 @@ end
 -- @treturn[2] string why it cannot be written (never contains the value)
 -- @usage env.quote("abc") --> "abc"; env.quote("a b") --> "'a b'"
 function M.quote(value)
-  if type(value) ~= "string" then
-    error(("bad value (string expected, got %s)"):format(type(value)), 2)
-  end
+  expect(value, "string", "value", 2)
   if find(value, "[%z\r\n]") then
     return nil, "value contains a NUL, CR or LF character"
   end
@@ -143,9 +158,7 @@ function M.quote(value)
 end
 
 local function check_value(value, level)
-  if type(value) ~= "string" then
-    error(("bad value (string expected, got %s)"):format(type(value)), level + 1)
-  end
+  expect(value, "string", "value", level + 1)
   local q, why = M.quote(value)
   if not q then error("bad value: " .. why, level + 1) end
   return q
@@ -277,9 +290,7 @@ Doc.__name = "aap.env.Document"
 -- @treturn Document
 -- @usage local doc = env.parse(text); print(doc:get("AAP_TOKEN"))
 function M.parse(text)
-  if type(text) ~= "string" then
-    error(("bad text (string expected, got %s)"):format(type(text)), 2)
-  end
+  expect(text, "string", "text", 2)
   local items = {}
   local prefix = ""
   if sub(text, 1, 3) == BOM then prefix, text = BOM, sub(text, 4) end
@@ -410,9 +421,7 @@ end
 -- @treturn[2] nil
 -- @treturn[2] table error `{code = "io" | "format", message =, path =}`
 function M.read(path)
-  if type(path) ~= "string" then
-    error(("bad path (string expected, got %s)"):format(type(path)), 2)
-  end
+  expect(path, "string", "path", 2)
   local f, msg, errno = io.open(path, "rb")
   if not f then
     if errno == 2 then
@@ -434,6 +443,8 @@ function M.read(path)
   doc.exists = true
   return doc
 end
+
+local UPDATE_OPTIONS = { remove = true, mode = true }
 
 -- Normalise update's values into an ordered list of {key, value}.
 local function ordered_values(values)
@@ -468,24 +479,12 @@ end
 -- @treturn[2] table error (see `read`)
 -- @usage assert(env.update(".env", {AAP_TOKEN = tok.token}, {remove = {"OLD_TOKEN"}}))
 function M.update(path, values, opts)
-  if type(path) ~= "string" then
-    error(("bad path (string expected, got %s)"):format(type(path)), 2)
-  end
-  if type(values) ~= "table" then
-    error(("bad values (table expected, got %s)"):format(type(values)), 2)
-  end
-  if opts ~= nil and type(opts) ~= "table" then
-    error(("bad opts (table expected, got %s)"):format(type(opts)), 2)
-  end
-  opts = opts or {}
-  for k in pairs(opts) do
-    if k ~= "remove" and k ~= "mode" then error(("bad opts: unknown option %q"):format(tostring(k)), 2) end
-  end
+  expect(path, "string", "path", 2)
+  expect(values, "table", "values", 2)
+  opts = options(opts, UPDATE_OPTIONS, 2)
   local list = ordered_values(values)
   local remove = opts.remove or {}
-  if type(remove) ~= "table" then
-    error(("bad opts.remove (table expected, got %s)"):format(type(remove)), 2)
-  end
+  expect(remove, "table", "opts.remove", 2)
   for _, k in ipairs(remove) do check_key(k, 2) end
   local mode = opts.mode or DEFAULT_MODE
   if math.type(mode) ~= "integer" then error("bad opts.mode (integer expected)", 2) end

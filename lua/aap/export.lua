@@ -31,6 +31,7 @@
 local env = require("aap.env")
 
 local M = {}
+local expect = env._expect
 
 local type, error, ipairs, pairs, tostring = type, error, ipairs, pairs, tostring
 local concat, sort = table.concat, table.sort
@@ -62,9 +63,7 @@ end
 -- @tparam string s
 -- @treturn string
 function M.json_string(s)
-  if type(s) ~= "string" then
-    error(("bad string (string expected, got %s)"):format(type(s)), 2)
-  end
+  expect(s, "string", "string", 2)
   if not utf8_len(s) then error("bad string: not valid UTF-8", 2) end
   if not find(s, '[%c"\\\127-\255]') then return '"' .. s .. '"' end
   local out = {}
@@ -85,9 +84,7 @@ end
 -- @tparam string s
 -- @treturn string
 function M.shell_quote(s)
-  if type(s) ~= "string" then
-    error(("bad string (string expected, got %s)"):format(type(s)), 2)
-  end
+  expect(s, "string", "string", 2)
   return "'" .. gsub(s, "'", "'\\''") .. "'"
 end
 
@@ -162,9 +159,7 @@ end
 
 -- Normalise the pairs: {{key, value}, ...} or {{key = , value = }, ...}.
 local function check_pairs(entries, level)
-  if type(entries) ~= "table" then
-    error(("bad entries (table expected, got %s)"):format(type(entries)), level + 1)
-  end
+  expect(entries, "table", "entries", level + 1)
   local list, seen = {}, {}
   for i, e in ipairs(entries) do
     if type(e) ~= "table" then
@@ -195,9 +190,7 @@ end
 local function meta_fields(meta, level)
   local out = {}
   if meta == nil then return out end
-  if type(meta) ~= "table" then
-    error(("bad opts.meta (table expected, got %s)"):format(type(meta)), level + 1)
-  end
+  expect(meta, "table", "opts.meta", level + 1)
   for _, f in ipairs(META_FIELDS) do
     local v = meta[f]
     if TIME_FIELDS[f] then v = iso(v) end
@@ -223,7 +216,7 @@ function render.env(list)
   local out = {}
   for i, p in ipairs(list) do
     local q, why = env.quote(p[2])
-    if not q then error(("cannot write %s in env format: %s"):format(p[1], why), 4) end
+    if not q then error(("cannot write %s in env format: %s"):format(p[1], why), 3) end
     out[i] = p[1] .. "=" .. q .. "\n"
   end
   return concat(out)
@@ -237,7 +230,7 @@ end
 
 function render.json(list, opts)
   local lines = {}
-  for _, f in ipairs(meta_fields(opts.meta, 4)) do
+  for _, f in ipairs(meta_fields(opts.meta, 3)) do
     lines[#lines + 1] = ("  %s: %s"):format(M.json_string(f[1]), f[2])
   end
   if #list == 0 then
@@ -258,16 +251,16 @@ end
 
 render["k8s-secret"] = function(list, opts)
   local ok, why = M.check_name(opts.name)
-  if not ok then error("bad opts.name: " .. why, 4) end
+  if not ok then error("bad opts.name: " .. why, 3) end
   if opts.namespace ~= nil then
     ok, why = M.check_namespace(opts.namespace)
-    if not ok then error("bad opts.namespace: " .. why, 4) end
+    if not ok then error("bad opts.namespace: " .. why, 3) end
   end
   local labels, order = { [M.SYNC_LABEL] = "true" }, {}
-  if opts.labels ~= nil and type(opts.labels) ~= "table" then error("bad opts.labels (table expected)", 4) end
+  if opts.labels ~= nil and type(opts.labels) ~= "table" then error("bad opts.labels (table expected)", 3) end
   for k, v in pairs(opts.labels or {}) do
     ok, why = M.check_label(k, v)
-    if not ok then error("bad opts.labels: " .. why, 4) end
+    if not ok then error("bad opts.labels: " .. why, 3) end
     labels[k] = v
     if k ~= M.SYNC_LABEL then order[#order + 1] = k end
   end
@@ -275,13 +268,13 @@ render["k8s-secret"] = function(list, opts)
   table.insert(order, 1, M.SYNC_LABEL)
   local annotations, aorder = {}, {}
   if opts.annotations ~= nil and type(opts.annotations) ~= "table" then
-    error("bad opts.annotations (table expected)", 4)
+    error("bad opts.annotations (table expected)", 3)
   end
   for k, v in pairs(opts.annotations or {}) do
     if type(k) ~= "string" or not qualified_name(k) then
-      error(("bad opts.annotations: invalid key %q"):format(tostring(k)), 4)
+      error(("bad opts.annotations: invalid key %q"):format(tostring(k)), 3)
     end
-    if type(v) ~= "string" then error(("bad opts.annotations[%q] (string expected)"):format(k), 4) end
+    if type(v) ~= "string" then error(("bad opts.annotations[%q] (string expected)"):format(k), 3) end
     annotations[k] = v
     aorder[#aorder + 1] = k
   end
@@ -323,14 +316,9 @@ function M.render(fmt, entries, opts)
     error(("bad format %s (expected one of: %s)"):format(type(fmt) == "string" and ("%q"):format(fmt) or type(fmt),
       concat(M.formats, ", ")), 2)
   end
-  if opts ~= nil and type(opts) ~= "table" then
-    error(("bad opts (table expected, got %s)"):format(type(opts)), 2)
-  end
-  opts = opts or {}
-  for k in pairs(opts) do
-    if not OPTION_KEYS[k] then error(("bad opts: unknown option %q"):format(tostring(k)), 2) end
-  end
-  return f(check_pairs(entries, 2), opts)
+  opts = env._options(opts, OPTION_KEYS, 2)
+  local text = f(check_pairs(entries, 2), opts) -- not a tail call: the level-3 errors below rely on it
+  return text
 end
 
 -- Redaction ------------------------------------------------------------------------------------
@@ -343,9 +331,7 @@ end
 -- @tparam string value
 -- @treturn string
 function M.redact(value)
-  if type(value) ~= "string" then
-    error(("bad value (string expected, got %s)"):format(type(value)), 2)
-  end
+  expect(value, "string", "value", 2)
   local n = length(value)
   return ("<redacted %d char%s>"):format(n, n == 1 and "" or "s")
 end
@@ -356,9 +342,7 @@ end
 -- @tparam string text
 -- @treturn string
 function M.redacted_env(text)
-  if type(text) ~= "string" then
-    error(("bad text (string expected, got %s)"):format(type(text)), 2)
-  end
+  expect(text, "string", "text", 2)
   local doc = env.parse(text)
   local out = { doc.prefix }
   for _, it in ipairs(doc.items) do
