@@ -374,6 +374,55 @@ describe("aap sim tokens", function()
     end)
   end)
 
+  describe("state files and flags", function()
+    it("a JSON state with config, an inactive user, and lifetimes from flags", function()
+      local dir = helper.tmpdir()
+      local state = dir .. "/state.json"
+      helper.writefile(state, helper.json.encode({
+        config = { product_name = "Test Gateway", access_token_lifetime = 5 },
+        users = { { id = 1, username = "_system", login = false },
+                  { id = 2, username = "admin", is_superuser = true },
+                  { id = 7, username = "gone", password = "gone-pw", is_active = false } },
+      }))
+      local s2 = helper.start_sim({ args = { "--state", state, "--access-lifetime", "120",
+                                             "--refresh-lifetime", "300" } })
+      local st, body, h = s2:json("GET", B .. "me/", { basic = { "gone", "gone-pw" } })
+      local app = s2.seed.application
+      local st2, t = s2:json("POST", B .. "tokens/", { basic = { "admin", s2.admin_password },
+        json = { application = app.id } })
+      local r_st, r_body = s2:raw("POST", "/o/token/", { headers = {
+        authorization = "Basic " .. require("mime").b64(app.client_id .. ":" .. app.client_secret),
+        ["content-type"] = "application/x-www-form-urlencoded" },
+        body = "grant_type=refresh_token&refresh_token=" .. t.refresh_token })
+      s2:advance(301)
+      local e_st = s2:raw("POST", "/o/token/", { headers = {
+        ["content-type"] = "application/x-www-form-urlencoded" },
+        body = "grant_type=refresh_token&refresh_token=" .. helper.json.decode(r_body).refresh_token })
+      s2:stop()
+      helper.cleanup()
+      assert.equal(401, st)
+      assert.same({ detail = "User inactive or deleted." }, body)
+      assert.equal("Test Gateway", h["x-api-product-name"])
+      assert.equal(201, st2)
+      assert.equal(201, r_st)
+      assert.equal(120, helper.json.decode(r_body).expires_in) -- the flag wins over the state's config
+      assert.equal(403, e_st)
+    end)
+
+    it("refuses a state file that does not load", function()
+      local dir = helper.tmpdir()
+      helper.writefile(dir .. "/bad.lua", "return 42")
+      helper.writefile(dir .. "/bad.json", "{ nope")
+      local r1 = helper.run({ "sim", "--state", dir .. "/bad.lua" })
+      local r2 = helper.run({ "sim", "--state", dir .. "/bad.json" })
+      helper.cleanup()
+      assert.equal(2, r1.code)
+      assert.matches("must return a table", r1.stderr)
+      assert.equal(2, r2.code)
+      assert.matches("invalid JSON", r2.stderr)
+    end)
+  end)
+
   describe("the lesson's commands", function()
     local function sh(cmd, env)
       local parts = {}
