@@ -8,7 +8,17 @@ local cjson = require("cjson.safe").new()
 
 local M = {}
 
-local ROOT = assert(os.getenv("AAP_ROOT"), "run through bench/run.sh (AAP_ROOT unset)")
+--- The checkout: AAP_ROOT (set by bench/run.sh), else the parent of this file's directory.
+local function checkout()
+  local env = os.getenv("AAP_ROOT")
+  if env and env ~= "" then return env end
+  local dir = debug.getinfo(1, "S").source:match("^@(.*)/bench/[^/]*$") or "."
+  local p = assert(io.popen("cd '" .. dir:gsub("'", "'\\''") .. "' && pwd"))
+  local abs = p:read("l")
+  p:close()
+  return abs
+end
+local ROOT = checkout()
 M.ROOT = ROOT
 M.AAP = ROOT .. "/bin/aap"
 M.json = cjson
@@ -266,11 +276,17 @@ function M.start_nginx(routes)
       shquote(dir), shquote(dir .. "/nginx.conf"), shquote(dir .. "/error.log")))
     if M.wait_listening(port, 5) and os.execute("kill -0 " .. pid .. " 2>/dev/null") then
       local srv = { url = "http://127.0.0.1:" .. port, port = port, pid = pid, dir = dir }
-      function srv.requests()
-        local log = M.readfile(dir .. "/access.log") or ""
-        local n = 0
-        for _ in log:gmatch("\n") do n = n + 1 end
-        return n
+      -- Requests logged so far. nginx logs a request after it has answered it, so a client
+      -- can be done before its last line is written: `want` waits (up to 5 s) for that many.
+      function srv.requests(want)
+        local deadline = M.now() + 5
+        while true do
+          local log = M.readfile(dir .. "/access.log") or ""
+          local n = 0
+          for _ in log:gmatch("\n") do n = n + 1 end
+          if not want or n >= want or M.now() > deadline then return n end
+          socket.select(nil, nil, 0.005)
+        end
       end
       function srv.clear_log() M.writefile(dir .. "/access.log", "") end
       function srv.stop()

@@ -510,6 +510,8 @@ client,lesson,listing,startup` write to `build/bench/` instead, so `docs/` only 
 whole run. The harness: `bench/run.lua` (driver), `bench/suite.lua` (the benchmarks),
 `bench/report.lua` (this page and the chart), `bench/client.lua` and `bench/tokens.lua` (client
 processes), `bench/rawcurl.c` (the libcurl floor), `bench/lesson.sh` (the lesson's commands).
+The harness's own tests (no timing thresholds: the floor program's failure paths, secrets kept
+out of command lines, the report's verdicts): `busted --lua=lua5.4 bench/harness_spec.lua`.
 ]]
   local md = outdir .. "/benchmarks.md"
   lib.writefile(md, table.concat(out, "\n"))

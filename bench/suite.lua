@@ -97,12 +97,12 @@ function M.client_cost(ctx)
   local res = { kinds = {}, clients = {}, tokens_per_page = #decoded.results }
   for _, c in ipairs(clients) do res.clients[#res.clients + 1] = { name = c.name, label = c.label } end
 
-  local function requests_for(argv)
+  local function requests_for(argv, want)
     nginx.clear_log()
     local out = ctx.tmp .. "/client.out"
     local ok = os.execute(lib.command(argv, envf, { stdout = out, stderr = ctx.tmp .. "/client.err" }))
     check(ok, "%s failed: %s", argv[1], lib.readfile(ctx.tmp .. "/client.err") or "")
-    return nginx.requests()
+    return nginx.requests(want)
   end
 
   for _, k in ipairs(kinds) do
@@ -111,7 +111,7 @@ function M.client_cost(ctx)
     for _, c in ipairs(clients) do
       -- Fairness: every client makes exactly one request per call.
       if not c.offline then
-        local reqs = requests_for(c.argv(k.name, 3))
+        local reqs = requests_for(c.argv(k.name, 3), 3)
         check(reqs == 3, "%s made %d requests for 3 %s calls", c.name, reqs, k.name)
       end
       lib.say("  %s / %s: callgrind N=%d and 2N", k.name, c.name, k.n)

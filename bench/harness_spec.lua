@@ -1,0 +1,180 @@
+--- Self-tests of the benchmark harness (not of aap's speed: no timing thresholds here).
+-- Run from the checkout: busted --lua=lua5.4 bench/harness_spec.lua
+-- Needs what bench/run.sh installs (nginx, gnuplot-nox, valgrind) and builds (rawcurl).
+-- luacheck: std +busted
+package.path = "./?.lua;" .. package.path
+local lib = require("bench.lib")
+local report = require("bench.report")
+
+local BUILD = lib.ROOT .. "/build"
+
+local function rawcurl()
+  local bin = BUILD .. "/bench/rawcurl"
+  local ok = os.execute(("mkdir -p %s && cc -std=c99 -O2 -o %s %s $(pkg-config --cflags --libs libcurl)")
+    :format(lib.shquote(BUILD .. "/bench"), lib.shquote(bin), lib.shquote(lib.ROOT .. "/bench/rawcurl.c")))
+  assert(ok, "cannot build rawcurl")
+  return bin
+end
+
+describe("bench harness", function()
+  local tmp
+  before_each(function() tmp = lib.tmpdir("spec") end)
+  after_each(function() lib.cleanup() end)
+
+  describe("rawcurl (the libcurl floor)", function()
+    local bin, nginx, envf
+    before_each(function()
+      bin = rawcurl()
+      nginx = lib.start_nginx({ ["/api/gateway/v1/me/"] = '{"results": [1]}' })
+      envf = lib.envfile(tmp .. "/env", { BENCH_PASSWORD = "pw" })
+    end)
+
+    it("makes N requests on one connection and reports the bytes", function()
+      local out = tmp .. "/out"
+      assert.is_true(os.execute(lib.command({ bin, "3", nginx.url .. "/api/gateway/v1/me/" }, envf,
+        { stdout = out })))
+      assert.equal(3 * #'{"results": [1]}', tonumber(lib.readfile(out)))
+      assert.equal(3, nginx.requests(3))
+    end)
+
+    it("fails on a status other than 200", function()
+      assert.is_falsy(os.execute(lib.command({ bin, "1", nginx.url .. "/nope/" }, envf)))
+    end)
+
+    it("fails when nothing listens", function()
+      local port = lib.free_port()
+      assert.is_falsy(os.execute(lib.command({ bin, "1", "http://127.0.0.1:" .. port .. "/" }, envf)))
+    end)
+
+    it("refuses to run without BENCH_PASSWORD or with a bad count", function()
+      local noenv = lib.envfile(tmp .. "/noenv", {})
+      assert.is_falsy(os.execute(lib.command({ bin, "1", nginx.url .. "/api/gateway/v1/me/" }, noenv)))
+      assert.is_falsy(os.execute(lib.command({ bin, "0", nginx.url .. "/api/gateway/v1/me/" }, envf)))
+    end)
+  end)
+
+  describe("child processes", function()
+    it("get secrets through the env file, never in the command line", function()
+      local secret = "s3cret-" .. os.time()
+      local envf = lib.envfile(tmp .. "/env", { BENCH_PASSWORD = secret })
+      assert.equal("600", lib.capture("stat -c %a " .. lib.shquote(envf)))
+      local out = tmp .. "/out"
+      local cmd = lib.command({ "sh", "-c", 'printf %s "$BENCH_PASSWORD"' }, envf, { stdout = out })
+      assert.is_nil(cmd:find(secret, 1, true))
+      assert.is_true(os.execute(cmd))
+      assert.equal(secret, lib.readfile(out))
+    end)
+
+    it("report a failing command under callgrind as an error", function()
+      assert.has_error(function()
+        lib.callgrind({ "lua5.4", "-e", "os.exit(3)" }, nil, tmp .. "/cg.out")
+      end)
+    end)
+
+    it("count instructions by shared object, adding up to the total", function()
+      local total, prof = lib.callgrind({ "lua5.4", "-e", "local x = 0 for i = 1, 1e5 do x = x + i end" }, nil,
+        tmp .. "/cg.out")
+      local by = lib.ir_by_object(prof)
+      assert.is_true(by["lua5.4"] > 0)
+      local sum = 0
+      for _, v in pairs(by) do sum = sum + v end
+      assert.is_true(sum <= total and sum > 0.95 * total, ("%d of %d"):format(sum, total))
+    end)
+  end)
+
+  describe("the report", function()
+    -- Synthetic results: `good` meets every target, otherwise every target is missed.
+    local function results(good)
+      local kind = function(name, floor)
+        local aap = good and floor * 1.1 or floor * 3
+        return { name = name, label = name, n = 10, ncpu = 100, by = {
+          rawcurl = { ir_per_call = floor, ir_startup = 1e7, cpu_us_per_call = 50, objects = { curl = floor },
+                      startup_objects = { curl = 1e7 } },
+          aap = { ir_per_call = aap, ir_startup = 2e7, cpu_us_per_call = 70,
+                  objects = { curl = floor, lua5_4 = aap - floor },
+                  startup_objects = { curl = 1e7, lua = 1e7 },
+                  stages = { { fn = "aap_http_run", label = "transfer", ir_per_call = floor },
+                             { fn = "aap_json_decode", label = "decode", ir_per_call = aap - floor } } },
+          luasocket = { ir_per_call = floor * 3, ir_startup = 5e6, cpu_us_per_call = 150, objects = {} },
+          cjson = { ir_per_call = floor * 0.1, ir_startup = 1e6, cpu_us_per_call = 5, objects = {} },
+        } }
+      end
+      local lesson_b = function(label, wall)
+        return { label = label, wall = { wall, wall * 1.1, wall * 0.9 }, cpu = { wall / 2 }, server_cpu = { 0.005 },
+                 conns = { 2 }, requests = { 3 }, trace = { "connection 1: GET /x/ → 200 (basic)" } }
+      end
+      local settings = {}
+      for _, c in ipairs({ "1", "default", "4", "8" }) do
+        local conc = c == "default" and 4 or tonumber(c)
+        local limit = 200 / conc * 0.02
+        settings[c] = { name = c, requests = 200, connects = conc, seconds_20 = limit * (good and 1.2 or 2),
+                        seconds_0 = 1, server_cpu_20 = 1, server_cpu_0 = 1, client_cpu_20 = 0.2,
+                        client_cpu_0 = 0.2 }
+      end
+      local row = function(n)
+        local e = { maxrss_kib = 11000, heap_peak_kib = 500 + n / 100, count = n, requests = n / 50,
+                    server_cpu = n / 1e4 }
+        local a = { maxrss_kib = 11000 + n, heap_peak_kib = 500 + n, count = n }
+        return { n = n, each = e, all = a }
+      end
+      return {
+        seconds = 100, quick = false,
+        machine = { date = "2026-01-01 00:00 UTC", kernel = "Linux", os = "Debian 12", cpu = "CPU", cores = 2,
+          mem_gib = 24, load = "0 0 0", commit = "abc1234", dirty = false, versions = { aap = "0.1.0",
+          lua = "Lua 5.4.4", libcurl = "libcurl/7.88.1", curl = "curl 7.88.1", openssl = "OpenSSL 3",
+          nginx = "nginx/1",
+          jq = "jq-1.6", luasocket = "LuaSocket 3.0.0", valgrind = "valgrind-3", hyperfine = "hyperfine 1.15.0",
+          gnuplot = "gnuplot 5.4" } },
+        client = { tokens_per_page = 50, kinds = { kind("me", 1e5), kind("page", 1.5e5) },
+                   clients = { { name = "rawcurl", label = "C" }, { name = "aap", label = "aap" },
+                               { name = "luasocket", label = "LuaSocket" }, { name = "cjson", label = "cjson" } } },
+        lesson = { runs = 3, process_start = { curl = 0.008, jq = 0.02, aap = 0.015 },
+                   by = { aap = lesson_b("aap", good and 0.025 or 0.05), lesson = lesson_b("script", 0.1) } },
+        listing = { count = 10000, latency_ms = 20, runs = 3, order = { "1", "default", "4", "8" },
+                    settings = settings },
+        startup = { id_set_kib = 384,
+          commands = { { name = "lua", label = "lua", mean = 0.001, stddev = 0, maxrss_kib = 2000 },
+                       { name = "curl", label = "curl", mean = 0.009, stddev = 0, maxrss_kib = 11000 },
+                       { name = "require", label = "require", mean = 0.009, stddev = 0, maxrss_kib = 10000 },
+                       { name = "version", label = "version", mean = 0.015, stddev = 0, maxrss_kib = 11000 },
+                       { name = "list", label = "list", mean = 0.018, stddev = 0,
+                         maxrss_kib = good and 9000 or 12000 } },
+          iterate = { row(1000), row(5000), row(10000) },
+          smaps = { rollup = { Rss = 11000, Pss = 2400, Private_Clean = 100, Private_Dirty = 1500, Anonymous = 1500 },
+                    mappings = { ["libcrypto.so"] = { rss = 3000, private = 400 },
+                                 ["[heap]"] = { rss = 400, private = 400 } } } },
+      }
+    end
+
+    local function rows(md, pattern)
+      local n = 0
+      for line in md:gmatch("[^\n]+") do
+        if line:match("^| ") and line:find(pattern) then n = n + 1 end
+      end
+      return n
+    end
+
+    it("marks every target met, with no explanation of a miss, and draws the chart", function()
+      local md_path, png = report.write(results(true), tmp, tmp)
+      local md = lib.readfile(md_path)
+      assert.equal(0, rows(md, "| missed |"))
+      assert.equal(8, rows(md, "| met |"))
+      assert.is_nil(md:find("Why", 1, true))
+      assert.is_nil(md:find("nan", 1, true))
+      assert.equal("\137PNG", lib.readfile(png):sub(1, 4))
+    end)
+
+    it("marks every target missed and explains each from the figures", function()
+      local md = lib.readfile((report.write(results(false), tmp, tmp)))
+      assert.equal(8, rows(md, "| missed |"))
+      assert.equal(0, rows(md, "| met |"))
+      assert.truthy(md:find("Why me misses", 1, true))
+      assert.truthy(md:find("Why page misses", 1, true))
+      assert.truthy(md:find("the script's 100.0 ms", 1, true))
+      assert.truthy(md:find("Concurrency 8 (2.00× the limit)", 1, true))
+      assert.truthy(md:find("of the listing process's 10.7 MiB RSS", 1, true))
+      assert.is_nil(md:find("nan", 1, true))
+      assert.is_nil(md:find("inf", 1, true))
+    end)
+  end)
+end)
