@@ -17,8 +17,9 @@ describe("aap.sim.json", function()
       json.encode_oauth(json.obj{ "a", "é😀", "b", 31536000000 }))
   end)
 
-  it("escapes control characters as Python does", function()
+  it("escapes control characters as Python does, and U+2028/2029 as DRF does", function()
     assert.equal('"\\u0001\\t\127"', json.encode("\1\t\127"))
+    assert.equal('"a\\u2028b\\u2029"', json.encode("a\u{2028}b\u{2029}"))
   end)
 
   it("decodes integers as integers and reports Python-style parse errors", function()

@@ -148,6 +148,9 @@ local function request_data(ctx)
   elseif mt == MULTIPART and not ctx.ctrl then
     local v, err = codec.parse_multipart(body, params.boundary)
     if not v then fail(ctx, 400, err) end
+    for _, x in pairs(v) do
+      if not utf8.len(x) then fail(ctx, 400, "Multipart form parse error - invalid UTF-8") end
+    end
     data = { values = v, form = true }
   else
     fail(ctx, 415, format('Unsupported media type "%s" in request.', ct or ""))

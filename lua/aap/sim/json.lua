@@ -93,7 +93,14 @@ end
 
 local function quote(s, ascii)
   s = s:gsub('[%z\1-\31"\\]', ESC)
-  if ascii and s:find("[\128-\255]") then s = ascii_escape(s) end
+  if s:find("[\128-\255]") then
+    if ascii then
+      s = ascii_escape(s)
+    else
+      -- DRF's renderer escapes the two JavaScript line terminators
+      s = s:gsub("\u{2028}", "\\u2028"):gsub("\u{2029}", "\\u2029")
+    end
+  end
   return '"' .. s .. '"'
 end
 
