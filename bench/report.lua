@@ -191,11 +191,11 @@ emulator's CPU from `/proc/PID/schedstat`, connections from the emulator's reque
 ]]):format(#l.by.aap.wall, l.runs)
   out[#out + 1] = "| contender | wall, median | wall, min | client CPU | emulator CPU | connections | requests |"
   out[#out + 1] = "|---|---:|---:|---:|---:|---:|---:|"
-  for _, name in ipairs({ "aap", "lesson" }) do
+  for _, name in ipairs({ "aap", "aap_noverify", "lesson" }) do
     local b = l.by[name]
-    out[#out + 1] = ("| %s | %s | %s | %s | %s | %d | %d |"):format(b.label, ms(lib.median(b.wall)),
+    if b then out[#out + 1] = ("| %s | %s | %s | %s | %s | %d | %d |"):format(b.label, ms(lib.median(b.wall)),
       ms(lib.min(b.wall)), ms(lib.median(b.cpu)), ms(lib.median(b.server_cpu)), lib.median(b.conns),
-      lib.median(b.requests))
+      lib.median(b.requests)) end
   end
   out[#out + 1] = ""
   local ps = l.process_start
@@ -206,18 +206,21 @@ emulator's CPU from `/proc/PID/schedstat`, connections from the emulator's reque
     :format(ratio(M.TARGETS.lesson), yes(met), ratio(d.lesson.speedup), ms(d.lesson.aap), ms(d.lesson.script))
   if not met then
     local a, s = l.by.aap, l.by.lesson
+    local nv = l.by.aap_noverify and lib.median(l.by.aap_noverify.wall)
     out[#out + 1] = (" Why, from the figures above: the script's %s go mostly to starting its six processes " ..
       "(bash, two curl, three jq; %s of CPU in all, a jq start alone is %s). aap's %s: %s of its own CPU, " ..
       "of which its start (`aap --version`) is %s, and %s of emulator CPU, for %d requests on %d TLS " ..
       "connections against the script's %d on %d. aap detects the flavor (`GET ping/`) and proves the new " ..
-      "token with a second session that connects, handshakes and detects the flavor again.")
+      "token with a second session that connects, handshakes and detects the flavor again%s.")
       :format(ms(d.lesson.script), ms(lib.median(s.cpu)), ms(ps.jq), ms(d.lesson.aap), ms(lib.median(a.cpu)),
         ms(ps.aap), ms(lib.median(a.server_cpu)), lib.median(a.requests), lib.median(a.conns),
-        lib.median(s.requests), lib.median(s.conns))
+        lib.median(s.requests), lib.median(s.conns),
+        nv and ("; without that proof (`--no-verify`) it takes " .. ms(nv) .. ", " .. ratio(d.lesson.script / nv) ..
+          " faster than the script") or "")
   end
   for _, name in ipairs({ "aap", "lesson" }) do
     local b = l.by[name]
-    if b.trace then
+    if b and b.trace then
       out[#out + 1] = ("\n\nRequests of one `%s` run (emulator log):\n\n```\n%s\n```"):format(b.label,
         table.concat(b.trace, "\n"))
     end

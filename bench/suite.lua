@@ -176,6 +176,11 @@ function M.lesson(ctx)
       argv = function(path)
         return { "lua5.4", lib.AAP, "token", "create", "--application", "RHDH Integration", "--env-file", path }
       end },
+    { name = "aap_noverify", label = "aap token create --application --no-verify",
+      argv = function(path)
+        return { "lua5.4", lib.AAP, "token", "create", "--application", "RHDH Integration", "--no-verify",
+                 "--env-file", path }
+      end },
     { name = "lesson", label = "lesson.sh (curl + jq)",
       argv = function(path) return { "bash", ctx.root .. "/bench/lesson.sh", path } end },
   }
