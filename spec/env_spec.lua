@@ -13,6 +13,8 @@ end
 local HAVE_DOTENV = has("python3 -c 'import dotenv'")
 local HAVE_KUBECTL = has("kubectl version --client")
 local IS_ROOT = io.popen("id -u"):read("l") == "0"
+local AAP_CPATH = os.getenv("AAP_CPATH") or "build"
+local CPATH = (AAP_CPATH:sub(1, 1) == "/" and AAP_CPATH or (helper.ROOT .. "/" .. AAP_CPATH)) .. "/?.so"
 
 -- What python-dotenv reads from a file (interpolation on, as load_dotenv does).
 local function dotenv_values(path)
@@ -388,7 +390,7 @@ describe("aap.env.update", function()
       package.cpath = %q .. ";" .. package.cpath
       local ok, err = require("aap.env").update(%q, {A = "SECRET-VALUE"})
       io.write(tostring(ok), "|", err.code, "|", tostring(err))]]):format(helper.ROOT,
-        (os.getenv("AAP_CPATH") or (helper.ROOT .. "/build")) .. "/?.so", path)))
+        CPATH, path)))
     local out = p:read("a")
     p:close()
     assert(os.execute("chmod 755 " .. shquote(dir)))

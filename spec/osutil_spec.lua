@@ -5,7 +5,8 @@ local osu = aap.os
 
 local shquote, readfile, writefile = helper.shquote, helper.readfile, helper.writefile
 
-local CPATH = (os.getenv("AAP_CPATH") or (helper.ROOT .. "/build")) .. "/?.so"
+local function abs(dir) return dir:sub(1, 1) == "/" and dir or (helper.ROOT .. "/" .. dir) end
+local CPATH = abs(os.getenv("AAP_CPATH") or "build") .. "/?.so"
 local IS_ROOT = io.popen("id -u"):read("l") == "0"
 
 -- A shell command running Lua 5.4 code with aap.so on its cpath.

@@ -5,7 +5,8 @@
 -- key is set or unset change, so unchanged lines stay byte-for-byte identical.
 --
 -- **Reading values.** The syntax that bash (`set -a; . .env`), python-dotenv, docker compose
--- and kubectl agree on: `KEY=value`, optional `export ` prefix, leading indentation,
+-- and kubectl agree on (the specs compare with bash, python-dotenv and kubectl when installed;
+-- docker compose's rules are taken from its documentation, not tested here): `KEY=value`, optional `export ` prefix, leading indentation,
 -- unquoted values (an inline comment starts at whitespace followed by `#`, trailing blanks are
 -- dropped), `'single'` (literal, may span lines) and `"double"` quotes (may span lines;
 -- `\"`, `\\`, `\$`, `` \` `` stand for the character, `\n` for a newline as dotenv reads it, a
