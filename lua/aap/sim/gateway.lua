@@ -426,10 +426,10 @@ end
 
 -- Token views ---------------------------------------------------------------------------
 
-local function parse_id(ctx, s, model)
+-- A detail route's id: a non-integer is DRF's plain 404.
+local function parse_id(ctx, s)
   local id = s:match("^%d+$") and math.tointeger(tonumber(s))
   if not id then not_found(ctx) end
-  local _ = model
   return id
 end
 
