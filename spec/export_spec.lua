@@ -293,3 +293,56 @@ describe("aap.export redaction", function()
     assert.has_error(function() export.redacted_env(nil) end)
   end)
 end)
+
+describe("aap.export.format (user-facing input)", function()
+  it("renders like render, taking metadata from the top level of opts", function()
+    local text = assert(export.format("json", { { "AAP_TOKEN", "abc" } },
+      { id = 9, kind = "application", scope = "read", expires = 0 }))
+    local doc = cjson.decode(text)
+    assert.same({ AAP_TOKEN = "abc" }, doc.env)
+    assert.equal(9, doc.id)
+    assert.equal("1970-01-01T00:00:00Z", doc.expires)
+    assert.equal(export.render("env", { { "A", "b c" } }), export.format("env", { { "A", "b c" } }, {}))
+    local k8s = assert(export.format("k8s-secret", { { "A", "1" } }, { name = "s", namespace = "ns", id = 3 }))
+    assert.equal("ns", lyaml.load(k8s).metadata.namespace)
+    local viameta = assert(export.format("json", {}, { meta = { id = 4 }, kind = "personal" }))
+    assert.equal(4, cjson.decode(viameta).id)
+    assert.equal("personal", cjson.decode(viameta).kind)
+  end)
+
+  it("returns usage errors for what a user chose", function()
+    local cases = {
+      { "yaml", {} },
+      { "k8s-secret", {} },
+      { "k8s-secret", { name = "Not_Valid" } },
+      { "k8s-secret", { name = "ok", namespace = "not.valid" } },
+      { "k8s-secret", { name = "ok", labels = { app = "a b" } } },
+    }
+    for _, c in ipairs(cases) do
+      local text, err = export.format(c[1], { { "A", "1" } }, c[2])
+      assert.is_nil(text)
+      assert.equal("usage", err.code)
+      assert.is_string(err.message)
+      assert.equal("usage: " .. err.message, tostring(err))
+    end
+  end)
+
+  it("returns a local error for a value the format cannot carry, without the value", function()
+    local text, err = export.format("env", { { "A", "sec'ret$" } })
+    assert.is_nil(text)
+    assert.equal("local", err.code)
+    assert.falsy(tostring(err):find("sec", 1, true))
+    text, err = export.format("json", { { "A", "sec\255" } })
+    assert.is_nil(text)
+    assert.equal("local", err.code)
+    assert.falsy(tostring(err):find("sec", 1, true))
+    assert.truthy(export.format("shell", { { "A", "sec'ret$" } }))
+  end)
+
+  it("still raises on programmer errors", function()
+    assert.has_error(function() export.format("env", { { "A", "1" } }, { bogus = 1 }) end)
+    assert.has_error(function() export.format("env", "A=1") end)
+    assert.has_error(function() export.format("env", { { "bad key", "1" } }) end)
+    assert.has_error(function() export.format("json", {}, { meta = 5 }) end)
+  end)
+end)

@@ -23,9 +23,11 @@
 --   string is written as a JSON-style double-quoted string, which is valid YAML and never
 --   re-typed (no `yes`/`no`/`0x1` surprises).
 --
--- Bad arguments raise: an unknown format, a bad key, a value a format cannot carry, an
--- invalid Secret name or label. Callers that take these from a user check them first with
--- `aap.env.valid_key`, `aap.env.quote`, `check_name`, `check_namespace` and `check_label`.
+-- `render` raises on bad arguments: an unknown format, a bad key, a value a format cannot
+-- carry, an invalid Secret name or label. `format` is the same for input from a user or a
+-- server: it returns `nil, err` for those instead (and takes the metadata fields directly in
+-- its options). The validators are public: `aap.env.valid_key`, `aap.env.quote`,
+-- `check_name`, `check_namespace` and `check_label`.
 -- Error messages never contain a value.
 -- @module aap.export
 local env = require("aap.env")
@@ -33,7 +35,7 @@ local env = require("aap.env")
 local M = {}
 local expect = env._expect
 
-local type, error, ipairs, pairs, tostring = type, error, ipairs, pairs, tostring
+local type, error, ipairs, pairs, tostring, setmetatable = type, error, ipairs, pairs, tostring, setmetatable
 local concat, sort = table.concat, table.sort
 local find, format, gsub = string.find, string.format, string.gsub
 local utf8_len, utf8_codes, utf8_char = utf8.len, utf8.codes, utf8.char
@@ -319,6 +321,69 @@ function M.render(fmt, entries, opts)
   opts = env._options(opts, OPTION_KEYS, 2)
   local text = f(check_pairs(entries, 2), opts) -- not a tail call: the level-3 errors below rely on it
   return text
+end
+
+local FORMAT_OPTION_KEYS = {}
+for k in pairs(OPTION_KEYS) do FORMAT_OPTION_KEYS[k] = true end
+for _, f in ipairs(META_FIELDS) do FORMAT_OPTION_KEYS[f] = true end
+
+local function user_error(code, message)
+  return setmetatable({ code = code, message = message }, env.Error)
+end
+
+--- `render` for input that comes from a user or a server: what they can get wrong is returned
+-- as `nil, err` instead of raised. The metadata fields (`id`, `kind`, `scope`, `expires`, ...)
+-- may sit directly in `opts` (or in `opts.meta`); `name`, `namespace`, `labels`, `annotations`
+-- as for `render`. Programmer errors (wrong types, unknown option keys) still raise.
+-- @tparam string fmt
+-- @tparam {{string,string},...} entries
+-- @tparam[opt] table opts
+-- @treturn[1] string
+-- @treturn[2] nil
+-- @treturn[2] table `{code = "usage", message =}` (unknown format, missing or invalid Secret
+--   name, namespace or label) or `{code = "local", message =}` (a value the format cannot carry)
+-- @usage local text, err = export.format(args.format, {{"AAP_TOKEN", tok.token}},
+--   {id = tok.id, kind = tok.kind, scope = tok.scope, expires = tok.expires, name = args.secret_name})
+function M.format(fmt, entries, opts)
+  opts = env._options(opts, FORMAT_OPTION_KEYS, 2)
+  local inner = opts.meta ~= nil and expect(opts.meta, "table", "opts.meta", 2) or {}
+  local ropts, meta = {}, {}
+  for _, f in ipairs(META_FIELDS) do
+    if opts[f] ~= nil then meta[f] = opts[f] else meta[f] = inner[f] end
+  end
+  for k in pairs(OPTION_KEYS) do
+    if k ~= "meta" then ropts[k] = opts[k] end
+  end
+  ropts.meta = meta
+  if type(fmt) ~= "string" or not render[fmt] then
+    return nil, user_error("usage", ("unknown format %s (expected one of: %s)"):format(
+      type(fmt) == "string" and ("%q"):format(fmt) or type(fmt), concat(M.formats, ", ")))
+  end
+  if fmt == "k8s-secret" then
+    if ropts.name == nil then return nil, user_error("usage", "the k8s-secret format needs a Secret name") end
+    local ok, why = M.check_name(ropts.name)
+    if ok and ropts.namespace ~= nil then ok, why = M.check_namespace(ropts.namespace) end
+    if ok and type(ropts.labels) == "table" then
+      for k, v in pairs(ropts.labels) do
+        ok, why = M.check_label(k, v)
+        if not ok then break end
+      end
+    end
+    if not ok then return nil, user_error("usage", why) end
+  end
+  expect(entries, "table", "entries", 2)
+  for _, e in ipairs(entries) do
+    local k, v = type(e) == "table" and (e[1] or e.key), type(e) == "table" and (e[2] or e.value)
+    if type(k) == "string" and type(v) == "string" then
+      if fmt == "env" then
+        local q, why = env.quote(v)
+        if not q then return nil, user_error("local", ("cannot write %s in env format: %s"):format(k, why)) end
+      elseif (fmt == "json" or fmt == "k8s-secret") and not utf8_len(v) then
+        return nil, user_error("local", ("cannot write %s in %s format: the value is not UTF-8"):format(k, fmt))
+      end
+    end
+  end
+  return M.render(fmt, entries, ropts)
 end
 
 -- Redaction ------------------------------------------------------------------------------------
