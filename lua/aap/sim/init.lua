@@ -211,6 +211,7 @@ function M.main(argv)
   local sim = M.new{ seed = seed, config = config, controls = args.controls, log = log }
   local srv = server.new{
     host = args.host, port = args.port, handler = sim.handle, log = log,
+    clock = function() return sim.store:now() // 1000000 end,
     idle_timeout = args.idle_timeout, request_timeout = args.idle_timeout,
     tls = args.tls_cert and { cert = args.tls_cert, key = args.tls_key } or nil,
   }

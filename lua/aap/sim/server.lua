@@ -46,13 +46,16 @@ end
 
 --- Create a server. Call `start()` then `run(should_stop)`.
 -- @tparam table opts `host`, `port`, `handler(req) -> response`, `tls` ({cert=, key=}),
---   `log(msg)`, `idle_timeout`, `request_timeout`, `max_body`, `max_head`
+--   `log(msg)`, `clock()` (epoch seconds for the Date header), `idle_timeout`, `request_timeout`,
+--   `max_body`, `max_head`
 -- @treturn Server
 function M.new(opts)
   local self = setmetatable({ waits = {}, conns = 0, next_conn = 0, accept_pause = 0 }, Server)
   for k, v in pairs(DEFAULTS) do self[k] = v end
   for k, v in pairs(opts) do self[k] = v end
   self.log = self.log or function() end
+  -- the clock for the Date header (the emulator passes its own, offset clock)
+  self.clock = self.clock or os.time
   return self
 end
 
@@ -255,10 +258,10 @@ local function connection_tokens(h)
 end
 
 -- Serialize the status line and headers.
-local function head_bytes(resp, body_len, close, http10)
+local function head_bytes(resp, body_len, close, http10, now)
   local status = resp.status
   local out = { format("HTTP/1.1 %d %s\r\n", status, resp.reason or REASONS[status] or "Unknown") }
-  out[#out + 1] = "Date: " .. os.date("!%a, %d %b %Y %H:%M:%S GMT") .. "\r\n"
+  out[#out + 1] = "Date: " .. os.date("!%a, %d %b %Y %H:%M:%S GMT", now) .. "\r\n"
   for _, h in ipairs(resp.headers or {}) do
     out[#out + 1] = h[1] .. ": " .. h[2] .. "\r\n"
   end
@@ -285,7 +288,8 @@ local function write_response(conn, req, resp, close)
   local is_head = req and req.method == "HEAD"
   if resp.stream then
     local total, chunk = resp.stream.total, resp.stream.chunk
-    if not conn:send(head_bytes(resp, total, close, req and req.version == "1.0")) then return false end
+    local head = head_bytes(resp, total, close, req and req.version == "1.0", conn.server.clock())
+    if not conn:send(head) then return false end
     if is_head then return true end
     local sent = 0
     while sent < total do
@@ -295,7 +299,8 @@ local function write_response(conn, req, resp, close)
     end
     return true
   end
-  local head = head_bytes(resp, #body, close or resp.truncate, req and req.version == "1.0")
+  local head = head_bytes(resp, #body, close or resp.truncate, req and req.version == "1.0",
+    conn.server.clock())
   if resp.truncate then
     conn:send(head .. body:sub(1, #body // 2))
     conn:close(false)
