@@ -129,7 +129,7 @@ describe("aap.export json format", function()
   it("decodes to the metadata and the variables", function()
     local text = export.render("json", NASTY, { meta = meta })
     local doc = assert(cjson.decode(text))
-    assert.same(values_of(NASTY), doc.env)
+    for k, v in pairs(values_of(NASTY)) do assert.equal(v, doc[k], k) end
     assert.equal(7, doc.id)
     assert.equal("personal", doc.kind)
     assert.equal("write", doc.scope)
@@ -142,11 +142,11 @@ describe("aap.export json format", function()
     assert.falsy(text:find("NOR-THIS", 1, true))
   end)
 
-  it("keeps the keys in order: metadata, then the variables as given", function()
+  it("keeps the keys in order: the variables as given, then the metadata", function()
     local text = export.render("json", { { "Z", "1" }, { "A", "2" }, { "M", "3" } },
                                { meta = { id = 1, kind = "application", expires = 0 } })
     local last = 0
-    for _, k in ipairs({ '"id"', '"kind"', '"expires"', '"env"', '"Z"', '"A"', '"M"' }) do
+    for _, k in ipairs({ '"Z"', '"A"', '"M"', '"id"', '"kind"', '"expires"' }) do
       local at = text:find(k, 1, true)
       assert.truthy(at and at > last, k)
       last = at
@@ -154,10 +154,18 @@ describe("aap.export json format", function()
     assert.equal("1970-01-01T00:00:00Z", cjson.decode(text).expires)
   end)
 
-  it("without metadata or variables is still an object with env", function()
-    local doc = cjson.decode(export.render("json", {}))
-    assert.same({}, doc.env)
-    assert.equal('{\n  "env": {}\n}\n', export.render("json", {}))
+  it("without metadata or variables is still an object", function()
+    assert.equal("{}\n", export.render("json", {}))
+    assert.same({}, cjson.decode(export.render("json", {})))
+    assert.equal('{\n  "A": "1"\n}\n', export.render("json", { { "A", "1" } }))
+  end)
+
+  it("refuses a variable named like a metadata field that is present", function()
+    assert.has_error(function() export.render("json", { { "id", "x" } }, { meta = { id = 1 } }) end)
+    assert.has_no_error(function() export.render("json", { { "id", "x" } }, { meta = { kind = "personal" } }) end)
+    local text, err = export.format("json", { { "kind", "x" } }, { kind = "personal" })
+    assert.is_nil(text)
+    assert.equal("usage", err.code)
   end)
 
   it("json_string escapes what JSON and YAML need, and refuses invalid UTF-8", function()
@@ -299,7 +307,7 @@ describe("aap.export.format (user-facing input)", function()
     local text = assert(export.format("json", { { "AAP_TOKEN", "abc" } },
       { id = 9, kind = "application", scope = "read", expires = 0 }))
     local doc = cjson.decode(text)
-    assert.same({ AAP_TOKEN = "abc" }, doc.env)
+    assert.equal("abc", doc.AAP_TOKEN)
     assert.equal(9, doc.id)
     assert.equal("1970-01-01T00:00:00Z", doc.expires)
     assert.equal(export.render("env", { { "A", "b c" } }), export.format("env", { { "A", "b c" } }, {}))

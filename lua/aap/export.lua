@@ -8,11 +8,11 @@
 --   read the same value; kubectl only when `aap.env.kubectl_safe(value)`).
 -- * `shell`: `export KEY='value'` lines, always single-quoted (`'` written as `'\''`), for
 --   `eval "$(aap token create ... --format shell)"`.
--- * `json`: one object, keys in a fixed order: the metadata (`id`, `kind`, `scope`,
---   `application`, `user`, `description`, `created`, `expires`, `last_used`; times as
---   `YYYY-MM-DDTHH:MM:SSZ`), then `env`, an object of the pairs in their given order
---   (`jq -r .env.AAP_TOKEN`). Nesting the pairs keeps a variable from colliding with a metadata
---   field.
+-- * `json`: one object: the pairs in their given order (`jq -r .AAP_TOKEN`), then the
+--   metadata present, in a fixed order (`id`, `kind`, `scope`, `application`, `user`,
+--   `description`, `created`, `expires`, `last_used`; times as `YYYY-MM-DDTHH:MM:SSZ`).
+--   Variables are upper-case by convention and metadata fields lower-case; a variable named
+--   like a metadata field that is present is refused rather than silently shadowed.
 -- * `k8s-secret`: a Secret manifest (YAML). `metadata.name` must be a DNS-1123 subdomain,
 --   `namespace` a DNS-1123 label; labels always include `rhdh.redhat.com/ext-config-sync: "true"`
 --   (Red Hat Developer Hub picks such Secrets up as external configuration) plus `labels`.
@@ -231,17 +231,18 @@ function render.shell(list)
 end
 
 function render.json(list, opts)
-  local lines = {}
+  local lines, taken = {}, {}
+  for i, p in ipairs(list) do
+    lines[i] = ("  %s: %s"):format(M.json_string(p[1]), M.json_string(p[2]))
+    taken[p[1]] = true
+  end
   for _, f in ipairs(meta_fields(opts.meta, 3)) do
+    if taken[f[1]] then
+      error(("bad entries: key %s collides with the metadata field of that name"):format(f[1]), 3)
+    end
     lines[#lines + 1] = ("  %s: %s"):format(M.json_string(f[1]), f[2])
   end
-  if #list == 0 then
-    lines[#lines + 1] = '  "env": {}'
-  else
-    local vars = {}
-    for i, p in ipairs(list) do vars[i] = ("    %s: %s"):format(M.json_string(p[1]), M.json_string(p[2])) end
-    lines[#lines + 1] = '  "env": {\n' .. concat(vars, ",\n") .. "\n  }"
-  end
+  if #lines == 0 then return "{}\n" end
   return "{\n" .. concat(lines, ",\n") .. "\n}\n"
 end
 
@@ -374,6 +375,9 @@ function M.format(fmt, entries, opts)
   expect(entries, "table", "entries", 2)
   for _, e in ipairs(entries) do
     local k, v = type(e) == "table" and (e[1] or e.key), type(e) == "table" and (e[2] or e.value)
+    if fmt == "json" and meta[k] ~= nil then
+      return nil, user_error("usage", ("the key %s collides with the JSON metadata field %s"):format(k, k))
+    end
     if type(k) == "string" and type(v) == "string" then
       if fmt == "env" then
         local q, why = env.quote(v)
