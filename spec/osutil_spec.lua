@@ -95,6 +95,35 @@ describe("aap.os.write_atomic", function()
     assert.equal("target", io.popen("readlink " .. shquote(link)):read("l"))
   end)
 
+  it("keeps the owner of an existing file when it may (as root)", function()
+    if not IS_ROOT then return pending("needs root to chown") end
+    local path = dir .. "/owned"
+    writefile(path, "old", tonumber("640", 8))
+    assert(os.execute("chown 65534:65534 " .. shquote(path)))
+    assert.is_true(osu.write_atomic(path, "new"))
+    assert.equal("65534:65534", io.popen("stat -c %u:%g " .. shquote(path)):read("l"))
+    assert.equal("600", helper.mode(path))
+  end)
+
+  it("round-trips random binary data of many sizes (seeded)", function()
+    local seed = 12345
+    local function rand(n)
+      seed = (seed * 1103515245 + 12345) % 2147483648
+      return seed % n
+    end
+    local path = dir .. "/blob"
+    for _, size in ipairs({ 0, 1, 4095, 4096, 4097, 65536, 65537, 1048576 + 3 }) do
+      local bytes = {}
+      for i = 1, size % 4099 do bytes[i] = string.char(rand(256)) end
+      local chunk = table.concat(bytes)
+      local data = chunk:rep(size // math.max(#chunk, 1) + 1):sub(1, size)
+      assert.is_true(osu.write_atomic(path, data))
+      assert.equal(size, #readfile(path))
+      assert.equal(data, readfile(path))
+    end
+    assert.same({ "blob" }, listdir(dir))
+  end)
+
   it("writes a relative path in the current directory", function()
     local out, ok = run(("cd %s && %s"):format(shquote(dir),
       lua_cmd("print(require('aap').os.write_atomic('rel.env', 'R=1\\n'))")))
