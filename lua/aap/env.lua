@@ -7,8 +7,8 @@
 -- **Reading values.** The syntax that bash (`set -a; . .env`), python-dotenv, docker compose
 -- and kubectl agree on (the specs compare with bash, python-dotenv and kubectl when installed;
 -- docker compose's rules are taken from its documentation, not tested here): `KEY=value`,
--- optional `export ` prefix, leading indentation, unquoted values (an inline comment starts at whitespace followed by `#`, trailing blanks are
--- dropped), `'single'` (literal, may span lines) and `"double"` quotes (may span lines;
+-- optional `export ` prefix, leading indentation, unquoted values (an inline comment starts
+-- at whitespace followed by `#`, trailing blanks are dropped), `'single'` (literal, may span lines) and `"double"` quotes (may span lines;
 -- `\"`, `\\`, `\$`, `` \` `` stand for the character, `\n` for a newline as dotenv reads it, a
 -- backslash before a line break joins the lines as in bash, any other backslash is kept).
 -- Variables are not expanded: `get` returns the text as written. Where the readers disagree
