@@ -8,9 +8,10 @@
 -- and kubectl agree on (the specs compare with bash, python-dotenv and kubectl when installed;
 -- docker compose's rules are taken from its documentation, not tested here): `KEY=value`,
 -- optional `export ` prefix, leading indentation, unquoted values (an inline comment starts
--- at whitespace followed by `#`, trailing blanks are dropped), `'single'` (literal, may span lines) and `"double"` quotes (may span lines;
--- `\"`, `\\`, `\$`, `` \` `` stand for the character, `\n` for a newline as dotenv reads it, a
--- backslash before a line break joins the lines as in bash, any other backslash is kept).
+-- at whitespace followed by `#`, trailing blanks are dropped), `'single'` (literal, may span
+-- lines) and `"double"` quotes (may span lines; `\"`, `\\`, `\$`, `` \` `` stand for the
+-- character, `\n` for a newline as dotenv reads it, a backslash before a line break joins the
+-- lines as in bash, any other backslash is kept).
 -- Variables are not expanded: `get` returns the text as written. Where the readers disagree
 -- (`KEY = value` with blanks around `=`, which dotenv and compose accept and bash does not),
 -- the dotenv reading is used. A `KEY=` line whose value cannot be parsed (an unterminated quote,
