@@ -539,7 +539,7 @@ describe("aap command", function()
 
   describe("k8s-secret", function()
     it("prints a Secret manifest that parses back with the same values", function()
-      local ok, yaml = pcall(require, "yaml")
+      local ok, yaml = pcall(require, "lyaml")
       if not ok then pending("lua-yaml missing") return end
       local r = aap({ "token", "create", "--application", "RHDH Integration", "--format", "k8s-secret",
                       "--secret-name", "rhdh-aap", "--namespace", "rhdh" })
