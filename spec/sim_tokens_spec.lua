@@ -334,6 +334,17 @@ describe("aap sim tokens", function()
     end)
   end)
 
+  describe("content negotiation", function()
+    it("406 before authentication when Accept matches neither JSON nor HTML", function()
+      local st, body = sim:json("GET", B .. "tokens/", { headers = { accept = "text/plain" } })
+      assert.equal(406, st)
+      assert.same({ detail = "Could not satisfy the request Accept header." }, body)
+      for _, ok in ipairs{ "application/json", "application/*;q=0.5", "text/plain, */*", "text/*" } do
+        assert.equal(200, (sim:json("GET", B .. "ping/", { headers = { accept = ok } })))
+      end
+    end)
+  end)
+
   describe("request bodies", function()
     it("415 for an unsupported media type", function()
       local st, body = sim:json("POST", B .. "tokens/", { basic = as_admin(),

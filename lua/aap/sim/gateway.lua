@@ -1168,9 +1168,30 @@ local function not_found_page(ctx)
     .. "  <h1>Not Found</h1><p>The requested resource was not found on this server.</p>\n</body>\n</html>\n")
 end
 
+-- DRF's content negotiation (JSON and the browsable API's HTML): 406 when no media range
+-- in Accept matches either.
+local RENDERS = { "application/json", "text/html" }
+local function acceptable(accept)
+  if not accept or accept:match("^%s*$") then return true end
+  for range in accept:gmatch("[^,]+") do
+    local mt = range:match("^%s*([^;%s]+)")
+    if mt then
+      mt = mt:lower()
+      if mt == "*/*" then return true end
+      for _, r in ipairs(RENDERS) do
+        if mt == r or (mt:sub(-2) == "/*" and r:sub(1, #mt - 1) == mt:sub(1, -2)) then return true end
+      end
+    end
+  end
+  return false
+end
+
 local function run_view(ctx, v, captures)
   if v.oauth then return v.oauth(ctx) end
   ctx.allow = v.allow
+  if not acceptable(ctx.req.headers["accept"]) then
+    fail(ctx, 406, "Could not satisfy the request Accept header.")
+  end
   M.authenticate(ctx)
   local anon = v.anon and not (v.anon_unless and ctx.cfg[v.anon_unless])
   if not anon and not ctx.user then unauthorized(ctx) end
