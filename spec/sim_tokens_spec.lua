@@ -220,6 +220,21 @@ describe("aap sim tokens", function()
       assert.same({ scope = { "Invalid scope: nope. Must be one of: read, write" } }, body)
     end)
 
+    it("PATCH may change the application unless token_application_read_only", function()
+      local _, t = pat()
+      local app = n(sim.seed.application.id)
+      local st, body = sim:json("PATCH", B .. "tokens/" .. n(t.id) .. "/", { basic = as_admin(),
+        json = { application = app } })
+      assert.equal(200, st)
+      assert.equal(app, body.application)
+      sim:configure({ token_application_read_only = true })
+      st, body = sim:json("PATCH", B .. "tokens/" .. n(t.id) .. "/", { basic = as_admin(),
+        json = { application = helper.json.null, description = "kept" } })
+      assert.equal(200, st)
+      assert.equal(app, body.application)
+      assert.equal("kept", body.description)
+    end)
+
     it("DELETE answers 204 with no body; the token stops working; a second DELETE is 404", function()
       local _, t = pat()
       local st, body, h = sim:raw("DELETE", B .. "tokens/" .. n(t.id) .. "/", { bearer = t.token })

@@ -509,7 +509,9 @@ local function update_token(ctx, sid, partial)
   local data = request_data(ctx)
   data.partial = partial
   local errs, out = obj{}, {}
-  validate_token_fields(ctx, data, errs, out, { skip_application = ctx.ctrl })
+  -- AWX makes `application` read-only on update; DAB's code does not (API doc §16.10)
+  validate_token_fields(ctx, data, errs, out,
+    { skip_application = ctx.ctrl or ctx.cfg.token_application_read_only })
   if #errs > 0 then raise(respond(ctx, 400, errs)) end
   if out.application ~= nil then
     t.application = out.application ~= null and out.application or nil

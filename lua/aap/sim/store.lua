@@ -129,6 +129,7 @@ M.DEFAULT_CONFIG = {
   latency_ms = 0,
   app_url = true,
   refresh_after_delete = false,
+  token_application_read_only = false,
 }
 
 local CONFIG_CHECK = {
@@ -140,7 +141,7 @@ local CONFIG_CHECK = {
   page_size = "posint", max_page_size = "posint",
   basic_auth = "boolean", scope_permission_on_tokens = "boolean", allow_external_users = "boolean",
   app_read_for_members = "boolean", ping_requires_auth = "boolean", app_url = "boolean",
-  refresh_after_delete = "boolean",
+  refresh_after_delete = "boolean", token_application_read_only = "boolean",
 }
 
 --- Validate and merge settings into `into`.
