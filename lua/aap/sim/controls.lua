@@ -142,21 +142,13 @@ function M.handle(sim, req)
   local ctx = gateway.context(store, req)
   -- the harness must be able to reset a sim whose Basic auth was switched off
   ctx.cfg = setmetatable({ basic_auth = true }, { __index = store.config })
-  local ok, err = pcall(gateway.authenticate, ctx)
-  if not ok then
-    if getmetatable(err) == gateway.RAISED then return setmetatable(err, nil) end
-    error(err, 0)
-  end
-  if not ctx.user then
-    local ok2, resp = pcall(gateway.unauthorized, ctx)
-    assert(not ok2)
-    return setmetatable(resp, nil)
-  end
-  if not ctx.user.is_superuser then
-    local ok3, resp = pcall(gateway.forbidden, ctx)
-    assert(not ok3)
-    return setmetatable(resp, nil)
-  end
+  -- the gateway's own 401/403 answers for anyone but a superuser
+  local denied = gateway.catch(function()
+    gateway.authenticate(ctx)
+    if not ctx.user then gateway.unauthorized(ctx) end
+    if not ctx.user.is_superuser then gateway.forbidden(ctx) end
+  end)
+  if denied then return denied end
   local what = req.path:match("^/__sim/([%w_]+)/?$")
   local m = req.method
   local spec, perr

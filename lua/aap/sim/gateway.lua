@@ -1250,11 +1250,19 @@ function M.handle(store, req, ctx)
   return resp, ctx
 end
 
-M.respond = respond
-M.detail = detail
-M.raise = raise
-M.RAISED = RAISED
+--- Run `fn`; if it raised a response (a 401, 403, ...), return that response, else nil.
+-- Other errors propagate.
+-- @tparam function fn
+-- @treturn table|nil response
+function M.catch(fn)
+  local ok, err = pcall(fn)
+  if ok then return nil end
+  if getmetatable(err) == RAISED then return setmetatable(err, nil) end
+  error(err, 0)
+end
+
+--- Raise the 401 `NotAuthenticated` answer (with `WWW-Authenticate`) for a context.
 M.unauthorized = unauthorized
+--- Raise the 403 permission answer for a context.
 M.forbidden = forbidden
-M.PERMISSION = PERMISSION
 return M
