@@ -228,6 +228,7 @@ function M.wait_listening(port, seconds)
 end
 
 local NGINX_CONF = [[
+@MODULES@
 daemon off;
 master_process off;
 worker_processes 1;
@@ -244,6 +245,7 @@ http {
   keepalive_requests 1000000;
   keepalive_timeout 120s;
   default_type application/json;
+  map $arg_page $page_no { "" 1; default $arg_page; }
   server {
     listen 127.0.0.1:@PORT@;
     root @DIR@/www;
@@ -254,10 +256,21 @@ http {
 
 --- Starts nginx as the current user on a loopback ephemeral port, serving canned answers:
 -- routes is a map of exact path -> body (answered 200, application/json, GET only).
+-- paged (optional): {path =, pages = {body, ...}, delay_ms =}: GET path?page=N answers
+-- pages[N] after delay_ms (echo_sleep from nginx's echo module: a timer, other requests go on).
 -- Returns {url =, port =, requests = function() -> count of logged requests, stop =}.
-function M.start_nginx(routes)
+function M.start_nginx(routes, paged)
   local dir = M.tmpdir("nginx")
-  os.execute("mkdir -p " .. shquote(dir .. "/www") .. " " .. shquote(dir .. "/tmp"))
+  os.execute("mkdir -p " .. shquote(dir .. "/www/pages") .. " " .. shquote(dir .. "/tmp"))
+  local modules = ""
+  local extra = {}
+  if paged then
+    modules = "load_module /usr/lib/nginx/modules/ngx_http_echo_module.so;"
+    for n, body in ipairs(paged.pages) do M.writefile(("%s/www/pages/%d.json"):format(dir, n), body) end
+    extra[1] = ("    location = %s { echo_sleep %.3f; echo_exec /pages/$page_no.json; }"):format(paged.path,
+      paged.delay_ms / 1000)
+    extra[2] = "    location /pages/ { internal; }"
+  end
   local locs, i = {}, 0
   local paths = {}
   for path in pairs(routes) do paths[#paths + 1] = path end
@@ -267,9 +280,10 @@ function M.start_nginx(routes)
     M.writefile(("%s/www/r%d.json"):format(dir, i), routes[path])
     locs[#locs + 1] = ("    location = %s { try_files /r%d.json =404; }"):format(path, i)
   end
+  for _, l in ipairs(extra) do locs[#locs + 1] = l end
   for _ = 1, 5 do
     local port = M.free_port()
-    local conf = NGINX_CONF:gsub("@DIR@", dir):gsub("@PORT@", tostring(port))
+    local conf = NGINX_CONF:gsub("@DIR@", dir):gsub("@PORT@", tostring(port)):gsub("@MODULES@", modules)
       :gsub("@LOCATIONS@", (table.concat(locs, "\n"):gsub("%%", "%%%%")))
     M.writefile(dir .. "/nginx.conf", conf)
     local pid = M.capture(("nginx -p %s -c %s -e %s >/dev/null 2>&1 & echo $!"):format(

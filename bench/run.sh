@@ -9,7 +9,7 @@ root=$PWD
 build=${BUILD:-build}
 
 # What the benchmarks need beyond the project's own packages (scripts/deps.sh checks both).
-scripts/deps.sh nginx gnuplot-nox hyperfine time valgrind linux-perf
+scripts/deps.sh nginx libnginx-mod-http-echo gnuplot-nox hyperfine time valgrind linux-perf
 [ -f "$build/aap.so" ] || { echo "bench: $build/aap.so missing: run make bench (it builds first)" >&2; exit 1; }
 
 mkdir -p "$build/bench"

@@ -289,6 +289,42 @@ function M.listing(ctx)
   end
   lib.control(sim, "POST", "/__sim/config", { latency_ms = 0 })
   res.order = settings
+
+  -- The same list from nginx (pages recorded from the emulator, each answered after 20 ms by a
+  -- timer): a server whose own cost is next to nothing, so what remains is the client's.
+  local pages, path = {}, "/api/gateway/v1/tokens/"
+  while path do
+    local pst, body = sim:raw("GET", path, { basic = { "admin", ctx.password } })
+    local page = json.decode(body or "")
+    check(pst == 200 and page, "recording page %d: HTTP %s", #pages + 1, pst)
+    pages[#pages + 1] = body
+    path = page.next ~= json.null and page.next or nil
+    check(#pages <= 100000, "the list does not end")
+  end
+  local nginx = lib.start_nginx({}, { path = "/api/gateway/v1/tokens/", pages = pages, delay_ms = latency })
+  local by = {}
+  for _ = 1, res.runs do
+    for _, c in ipairs(settings) do
+      lib.say("  listing from nginx: latency %d ms, concurrency %s", latency, c)
+      local out = ctx.tmp .. "/list.out"
+      local cpu = lib.cpu_seconds({ "lua5.4", ctx.root .. "/bench/tokens.lua", "list", nginx.url, c }, envf,
+        { stdout = out, stderr = ctx.tmp .. "/list.err" })
+      local r = json.decode(lib.readfile(out) or "")
+      check(r, "listing from nginx failed: %s", lib.readfile(ctx.tmp .. "/list.err") or "")
+      r.client_cpu = cpu
+      check(r.count == first.count, "listed %d tokens of %d from nginx", r.count, first.count)
+      by[c] = by[c] or {}
+      table.insert(by[c], r)
+    end
+  end
+  for _, c in ipairs(settings) do
+    local secs, ccpu = {}, {}
+    for i, r in ipairs(by[c]) do secs[i] = r.seconds; ccpu[i] = r.client_cpu end
+    res.settings[c].nginx_seconds = lib.median(secs)
+    res.settings[c].nginx_client_cpu = lib.median(ccpu)
+    res.settings[c].nginx_requests = by[c][1].requests
+  end
+  nginx.stop()
   return res
 end
 
