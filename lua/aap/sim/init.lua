@@ -112,7 +112,10 @@ function M.new(opts)
       fault = f and f.kind or cjson.null,
     }
     sim.log[#sim.log + 1] = entry
-    if #sim.log > LOG_CAP then table.remove(sim.log, 1) end
+    if #sim.log > LOG_CAP then
+      -- keep the newest half: amortised O(1) per request, even under a benchmark's load
+      sim.log = table.move(sim.log, #sim.log - LOG_CAP // 2 + 1, #sim.log, 1, {})
+    end
     if say then
       say(format("conn=%d %s %s -> %s%s", req.conn or 0, req.method, entry.path,
         resp.reset and "reset" or tostring(resp.status), f and (" [fault " .. f.kind .. "]") or ""))
