@@ -450,6 +450,45 @@ describe("aap sim server", function()
       assert.equal(0, code)
     end)
 
+    it("takes the admin password from AAP_SIM_ADMIN_PASSWORD, else draws one and prints it on stderr", function()
+      local function launch(env)
+        local errlog = os.tmpname()
+        local h = io.popen(("echo $$; exec env -u AAP_SIM_ADMIN_PASSWORD %s lua5.4 %s sim 2>%s"):format(env,
+          helper.shquote(helper.AAP), helper.shquote(errlog)))
+        local pid, url = h:read("l"), h:read("l")
+        local function stop()
+          os.execute("kill -TERM " .. pid)
+          h:close()
+          os.remove(errlog)
+        end
+        return url, function() return helper.readfile(errlog) end, stop
+      end
+      -- the password goes to curl in a 0600 config file, not in argv
+      local function me_status(url, pw)
+        local cfg = os.tmpname()
+        helper.writefile(cfg, ('url = "%s/api/gateway/v1/me/"\nuser = "admin:%s"\noutput = "/dev/null"\n')
+          :format(url, pw), 384)
+        local q = io.popen("curl -s -w '%{http_code}' -K " .. helper.shquote(cfg))
+        local code = q:read("a")
+        q:close()
+        os.remove(cfg)
+        return code
+      end
+      local url, stderr, stop = launch("AAP_SIM_ADMIN_PASSWORD=from-env-pw")
+      local code = me_status(url, "from-env-pw")
+      local err = stderr()
+      stop()
+      assert.equal("200", code)
+      assert.is_nil(err:find("from-env-pw", 1, true))
+      url, stderr, stop = launch("")
+      local pw = stderr():match("admin password %(random%): (%w+)")
+      local good, bad = me_status(url, pw), me_status(url, "wrong")
+      stop()
+      assert.equal(20, #pw)
+      assert.equal("200", good)
+      assert.equal("401", bad)
+    end)
+
     it("exits 0 on SIGINT", function()
       local s2 = helper.start_sim()
       os.execute("kill -INT " .. s2.pid)

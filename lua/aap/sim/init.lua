@@ -221,8 +221,7 @@ function M.main(argv)
   local should_stop, catching = signals()
   local url, lerr = srv:start()
   if not url then return err(lerr) end
-  io.stdout:write(url, "\n")
-  io.stdout:flush()
+  -- the log's start-up lines come first: once a reader has the URL, the credentials are in the log
   io.stderr:write(format("aap sim: %s emulator on %s (controls %s)\n", config.flavor, url,
     args.controls and "on" or "off"))
   for _, u in ipairs(seed.users) do
@@ -240,6 +239,8 @@ function M.main(argv)
     io.stderr:write("aap sim: aap.os signal helpers unavailable; SIGTERM uses the default action\n")
   end
   io.stderr:flush()
+  io.stdout:write(url, "\n")
+  io.stdout:flush()
   srv:run(should_stop, 0.2)
   io.stderr:write("aap sim: stopped\n")
   return 0
