@@ -129,7 +129,8 @@ describe("aap.parse_token", function()
   it("reads an /o/token/ answer: no id, expires = now + expires_in (beyond 32 bits)", function()
     local before = os.time()
     local tok = aap.parse_token({ access_token = "x8EFxJwC6J5HPNIKYHFouF5hdlMVlk", expires_in = 31536000000,
-                                  token_type = "Bearer", scope = "read", refresh_token = "dBSoOR2HGw4UsH7ncCNtrxHCweNTXG" })
+                                  token_type = "Bearer", scope = "read",
+                                  refresh_token = "dBSoOR2HGw4UsH7ncCNtrxHCweNTXG" })
     assert.is_nil(tok.id)
     assert.equals("application", tok.kind)
     assert.equals("x8EFxJwC6J5HPNIKYHFouF5hdlMVlk", tok.token)

@@ -1,0 +1,231 @@
+-- Lists across pages: all pages, concurrent page fetches, each_token's one
+-- page at a time, and application lookup by name across organizations.
+local h = require("helper")
+local aap = require("aap")
+
+local function ids_of(list)
+  local ids, seen, dups = {}, {}, 0
+  for i, t in ipairs(list) do
+    ids[i] = t.id
+    if seen[t.id] then dups = dups + 1 end
+    seen[t.id] = true
+  end
+  return ids, dups
+end
+
+local function page_requests(log, path)
+  local n = 0
+  for _, e in ipairs(log) do
+    if e.method == "GET" and e.path:sub(1, #path) == path then n = n + 1 end
+  end
+  return n
+end
+
+describe("paging (gateway, 500 tokens)", function()
+  local sim, first, last
+
+  setup(function()
+    sim = h.start_sim()
+    local st, body = sim:control("POST", "/__sim/tokens", { count = 500, user = sim.seed.admin.id })
+    assert.equals(201, st)
+    first, last = math.tointeger(body.ids[1]), math.tointeger(body.ids[2])
+  end)
+  teardown(function() sim:stop() end)
+  before_each(function() sim:clear_log() end)
+
+  local function connect(extra)
+    local o = { url = sim.url, username = "admin", password = h.ADMIN_PASSWORD, flavor = "gateway" }
+    for k, v in pairs(extra or {}) do o[k] = v end
+    return assert(aap.connect(o))
+  end
+
+  it("returns every token once, in order, fetching pages 2..10 concurrently", function()
+    local s = connect({ concurrency = 4 })
+    local all = assert(s:tokens())
+    local ids, dups = ids_of(all)
+    assert.equals(500, #all)
+    assert.equals(0, dups)
+    assert.equals(first, ids[1])
+    assert.equals(last, ids[500])
+    for i = 2, 500 do assert.is_true(ids[i] > ids[i - 1]) end
+    assert.equals(10, page_requests(sim:log(), "/api/gateway/v1/tokens/"))
+    local st = s:stats()
+    assert.equals(10, st.requests)
+    -- one connection for page 1, at most `concurrency` for the rest, shared
+    assert.is_true(st.connects >= 1 and st.connects <= 4)
+    local conns = {}
+    for _, e in ipairs(sim:log()) do conns[e.conn] = true end
+    local n = 0
+    for _ in pairs(conns) do n = n + 1 end
+    assert.equals(st.connects, n)
+    s:close()
+  end)
+
+  it("gives the same list with concurrency = 1 (sequential)", function()
+    local s = connect({ concurrency = 1 })
+    local all = assert(s:tokens())
+    assert.equals(500, #all)
+    assert.equals(1, s:stats().connects)
+    s:close()
+  end)
+
+  it("follows only what the server links: count_disabled pages carry no next", function()
+    local s = connect()
+    local all = assert(s:tokens({ count_disabled = 1 }))
+    assert.equals(50, #all)
+    assert.equals(1, page_requests(sim:log(), "/api/gateway/v1/tokens/"))
+    s:close()
+  end)
+
+  it("honours page_size and other filters on every page", function()
+    local s = connect()
+    local all = assert(s:tokens({ page_size = 200, order_by = "-id" }))
+    assert.equals(500, #all)
+    assert.equals(last, all[1].id)
+    assert.equals(3, page_requests(sim:log(), "/api/gateway/v1/tokens/"))
+    s:close()
+  end)
+
+  it("each_token holds one page at a time and fetches the next only when needed", function()
+    local s = connect()
+    local it = s:each_token()
+    local tok = it()
+    assert.equals(first, tok.id)
+    assert.equals(1, page_requests(sim:log(), "/api/gateway/v1/tokens/"))
+    for _ = 2, 50 do assert.truthy(it()) end
+    assert.equals(1, page_requests(sim:log(), "/api/gateway/v1/tokens/"))
+    assert.truthy(it())
+    assert.equals(2, page_requests(sim:log(), "/api/gateway/v1/tokens/"))
+    local n = 51
+    for t, err in it do
+      assert.is_nil(err)
+      assert.equals("aap.Token", getmetatable(t).__name)
+      n = n + 1
+    end
+    assert.equals(500, n)
+    s:close()
+  end)
+
+  it("each_token yields false, err once on a failure and then stops", function()
+    local s = connect({ retries = 0 })
+    local it = s:each_token()
+    for _ = 1, 50 do assert.truthy(it()) end
+    sim:fault({ kind = "500", count = 1, path = "/api/gateway/v1/tokens/" })
+    local ok, err = it()
+    assert.is_false(ok)
+    assert.equals("server", err.code)
+    assert.equals(500, err.status)
+    assert.is_nil(it())
+    assert.is_nil(it())
+    s:close()
+  end)
+
+  it("survives a transient 503 on the list (retried GET)", function()
+    local s = connect({ backoff = 0.001 })
+    sim:fault({ kind = "503", count = 2, path = "/api/gateway/v1/tokens/" })
+    local all = assert(s:tokens())
+    assert.equals(500, #all)
+    assert.equals(2, s:stats().retries)
+    s:close()
+  end)
+
+  it("returns the error when a page keeps failing", function()
+    local s = connect({ retries = 1, backoff = 0.001 })
+    sim:fault({ kind = "502", count = 100, path = "/api/gateway/v1/tokens/" })
+    local all, err = s:tokens()
+    assert.is_nil(all)
+    assert.equals("server", err.code)
+    assert.equals(502, err.status)
+    assert.matches("Bad Gateway", err.message)
+    assert.is_nil(err.message:find("<", 1, true))
+    sim:control("DELETE", "/__sim/faults")
+    s:close()
+  end)
+
+  it("reports a page that is not JSON as bad_response", function()
+    local s = connect()
+    sim:fault({ kind = "malformed_json", count = 1, path = "/api/gateway/v1/tokens/" })
+    local all, err = s:tokens()
+    assert.is_nil(all)
+    assert.equals("bad_response", err.code)
+    s:close()
+  end)
+end)
+
+describe("paging (controller: 25 per page)", function()
+  it("reads every page of the smaller pages", function()
+    local sim = h.start_sim({ args = { "--flavor", "controller" } })
+    assert.equals(201, (sim:control("POST", "/__sim/tokens", { count = 60 })))
+    local s = assert(aap.connect({ url = sim.url, username = "admin", password = h.ADMIN_PASSWORD }))
+    local all = assert(s:tokens())
+    local _, dups = ids_of(all)
+    assert.equals(60, #all)
+    assert.equals(0, dups)
+    assert.equals(3, page_requests(sim:log(), "/api/v2/tokens/"))
+    s:close()
+    sim:stop()
+  end)
+end)
+
+describe("application lookup by name", function()
+  local sim, s, org2
+
+  setup(function()
+    sim = h.start_sim()
+    s = assert(aap.connect({ url = sim.url, username = "admin", password = h.ADMIN_PASSWORD }))
+    local st, body = s:request("POST", "organizations/", { json = { name = "Second" } })
+    assert.equals(201, st)
+    org2 = body.id
+    assert(s:create_application({ name = "shared", organization = sim.seed.organization.id }))
+    assert(s:create_application({ name = "shared", organization = org2 }))
+    assert(s:create_application({ name = "only-two", organization = org2 }))
+    for i = 1, 60 do assert(s:create_application({ name = "filler " .. i, organization = org2 })) end
+  end)
+  teardown(function()
+    s:close()
+    sim:stop()
+  end)
+
+  it("finds exactly one match", function()
+    local app = assert(s:application("only-two"))
+    assert.equals("only-two", app.name)
+    assert.equals(org2, app.organization)
+  end)
+
+  it("says not_found for no match", function()
+    local app, err = s:application("absent")
+    assert.is_nil(app)
+    assert.equals("not_found", err.code)
+    assert.matches("absent", err.message)
+  end)
+
+  it("says ambiguous for two matches, listing the candidates", function()
+    local app, err = s:application("shared")
+    assert.is_nil(app)
+    assert.equals("ambiguous", err.code)
+    assert.equals(2, #err.candidates)
+    local orgs = {}
+    for _, c in ipairs(err.candidates) do
+      assert.equals("shared", c.name)
+      assert.is_number(c.id)
+      orgs[c.organization] = true
+    end
+    assert.is_true(orgs[org2])
+    assert.is_true(orgs[math.tointeger(sim.seed.organization.id)])
+  end)
+
+  it("disambiguates by organization id or name", function()
+    local a = assert(s:application("shared", { organization = org2 }))
+    assert.equals(org2, a.organization)
+    local b = assert(s:application("shared", { organization = sim.seed.organization.name }))
+    assert.equals(math.tointeger(sim.seed.organization.id), b.organization)
+    local c, err = s:application("only-two", { organization = sim.seed.organization.id })
+    assert.is_nil(c)
+    assert.equals("not_found", err.code)
+  end)
+
+  it("lists every application across pages", function()
+    local all = assert(s:applications())
+    assert.equals(64, #all)
+  end)
+end)

@@ -1,0 +1,456 @@
+-- Transport behaviour: keep-alive, retries, timeouts, size caps, redirects,
+-- and the error codes, against the emulator and a scripted stub server
+-- (for answers the emulator never gives: 409, chunked bodies, huge headers,
+-- HTTP-date Retry-After, next links to another host).
+local h = require("helper")
+local aap = require("aap")
+
+-- A tiny scripted HTTP/1.1 server: routes from a Lua file, one log line per
+-- request ("conn method path auth"), keep-alive, several connections at once.
+local STUB = [=[
+local socket = require("socket")
+local routes = dofile(arg[1])
+local logf = assert(io.open(arg[2], "a"))
+logf:setvbuf("line")
+local srv = assert(socket.bind("127.0.0.1", 0))
+local _, port = srv:getsockname()
+io.stdout:write(port, "\n"); io.stdout:flush()
+local clients, ids, nconn = {}, {}, 0
+local function answer(c, r)
+  local body = r.body or ""
+  local head = { ("HTTP/1.1 %d X"):format(r.status or 200) }
+  for _, kv in ipairs(r.headers or {}) do head[#head + 1] = kv[1] .. ": " .. kv[2] end
+  if r.chunked then head[#head + 1] = "Transfer-Encoding: chunked"
+  else head[#head + 1] = "Content-Length: " .. #body end
+  c:send(table.concat(head, "\r\n") .. "\r\n\r\n")
+  if r.chunked then
+    for _ = 1, r.chunks or 1 do c:send(("%x\r\n%s\r\n"):format(#body, body)) end
+    c:send("0\r\n\r\n")
+  else
+    c:send(body)
+  end
+end
+local idle = 0
+while idle < 6 do   -- a stub nobody stopped goes away after 30 s of silence
+  local readable = socket.select({ srv, table.unpack(clients) }, nil, 5)
+  idle = #readable == 0 and idle + 1 or 0
+  for _, s in ipairs(readable) do
+    if s == srv then
+      local c = srv:accept()
+      if c then nconn = nconn + 1; ids[c] = nconn; clients[#clients + 1] = c end
+    else
+      s:settimeout(5)
+      local line = s:receive("*l")
+      if not line then
+        for i, c in ipairs(clients) do if c == s then table.remove(clients, i) break end end
+        s:close()
+      else
+        local method, target = line:match("^(%S+) (%S+)")
+        local hdr, len = {}, 0
+        while true do
+          local l = s:receive("*l")
+          if not l or l == "" then break end
+          local k, v = l:match("^([^:]+):%s*(.*)$")
+          if k then hdr[k:lower()] = v end
+        end
+        len = tonumber(hdr["content-length"] or 0)
+        if len > 0 then s:receive(len) end
+        local auth = hdr.authorization and hdr.authorization:match("^(%S+)") or "none"
+        logf:write(("%d %s %s %s\n"):format(ids[s], method, target, auth))
+        local r = routes[method .. " " .. target] or routes[target] or { status = 404, body = "no route" }
+        if r.sequence then
+          r.n = (r.n or 0) + 1
+          r = r.sequence[math.min(r.n, #r.sequence)]
+        end
+        answer(s, r)
+      end
+    end
+  end
+end
+]=]
+
+local Stub = {}
+Stub.__index = Stub
+
+local function start_stub(routes_src)
+  local dir = h.tmpdir()
+  h.writefile(dir .. "/stub.lua", STUB)
+  h.writefile(dir .. "/routes.lua", routes_src)
+  h.writefile(dir .. "/log", "")
+  local p = assert(io.popen(("echo $$; exec lua5.4 %s %s %s"):format(h.shquote(dir .. "/stub.lua"),
+    h.shquote(dir .. "/routes.lua"), h.shquote(dir .. "/log"))))
+  local pid = p:read("l")
+  local port = p:read("l")
+  assert(port and port:match("^%d+$"), "stub did not start")
+  local stub = setmetatable({ url = "http://127.0.0.1:" .. port, pid = pid, handle = p, dir = dir }, Stub)
+  finally(function() stub:stop() end)
+  return stub
+end
+
+function Stub:log()
+  local out = {}
+  for l in (h.readfile(self.dir .. "/log") or ""):gmatch("[^\n]+") do
+    local conn, method, path, auth = l:match("^(%d+) (%S+) (%S+) (%S+)$")
+    out[#out + 1] = { conn = tonumber(conn), method = method, path = path, auth = auth }
+  end
+  return out
+end
+
+function Stub:stop()
+  if not self.handle then return end
+  os.execute("kill " .. self.pid)
+  self.handle:close()
+  self.handle = nil
+end
+
+local function count_conns(log)
+  local c, n = {}, 0
+  for _, e in ipairs(log) do if not c[e.conn] then c[e.conn] = true; n = n + 1 end end
+  return n
+end
+
+describe("transport against the emulator", function()
+  local sim
+
+  setup(function() sim = h.start_sim() end)
+  teardown(function()
+    sim:stop()
+    h.cleanup()
+  end)
+  before_each(function() sim:reset() end)
+
+  local function connect(extra)
+    local o = { url = sim.url, username = "admin", password = h.ADMIN_PASSWORD, flavor = "gateway",
+                backoff = 0.001 }
+    if extra and extra.token then o.username, o.password = nil, nil end
+    for k, v in pairs(extra or {}) do o[k] = v end
+    return assert(aap.connect(o))
+  end
+
+  it("keeps one connection alive across calls", function()
+    local s = connect()
+    for _ = 1, 10 do assert(s:me()) end
+    assert(s:create_token({ description = "ka" }))
+    assert(s:tokens())
+    local st = s:stats()
+    assert.equals(12, st.requests)
+    assert.equals(1, st.connects)
+    local log = sim:log()
+    assert.equals(12, #log)
+    assert.equals(1, count_conns(log))
+    s:close()
+  end)
+
+  it("retries a GET after 503, then succeeds", function()
+    local s = connect()
+    sim:fault({ kind = "503", count = 2 })
+    assert(s:me())
+    local st = s:stats()
+    assert.equals(3, st.requests)
+    assert.equals(2, st.retries)
+    s:close()
+  end)
+
+  it("gives up after `retries` and reports server with the proxy's text", function()
+    local s = connect({ retries = 2 })
+    sim:fault({ kind = "504", count = 5 })
+    local me, err = s:me()
+    assert.is_nil(me)
+    assert.equals("server", err.code)
+    assert.equals(504, err.status)
+    assert.equals("upstream request timeout", err.message)
+    assert.equals(3, s:stats().requests)
+    s:close()
+  end)
+
+  it("honours Retry-After on 429 and reports rate_limited with retry_after", function()
+    local s = connect({ retries = 1 })
+    sim:fault({ kind = "429", count = 1, retry_after = 0 })
+    assert(s:me())
+    assert.equals(1, s:stats().retries)
+    -- A Retry-After longer than the time left: no wait, the 429 is the answer.
+    local t = connect({ timeout = 0.5 })
+    sim:fault({ kind = "429", count = 1, retry_after = 30 })
+    local me, err = t:me()
+    assert.is_nil(me)
+    assert.equals("rate_limited", err.code)
+    assert.equals(429, err.status)
+    assert.equals(30, err.retry_after)
+    assert.equals(0, t:stats().retries)
+    s:close()
+    t:close()
+  end)
+
+  it("never sends a token-creating POST twice on 503", function()
+    local s = connect({ retries = 3 })
+    sim:fault({ kind = "503", count = 1, method = "POST" })
+    local tok, err = s:create_token({ description = "once" })
+    assert.is_nil(tok)
+    assert.equals("server", err.code)
+    assert.equals(503, err.status)
+    local posts = 0
+    for _, e in ipairs(sim:log()) do if e.method == "POST" then posts = posts + 1 end end
+    assert.equals(1, posts)
+    assert.equals(0, #assert(s:tokens()))
+    s:close()
+  end)
+
+  it("times out on a slow answer", function()
+    local s = connect({ timeout = 0.3, retries = 0 })
+    sim:fault({ kind = "delay", count = 1, delay_ms = 3000 })
+    local me, err = s:me()
+    assert.is_nil(me)
+    assert.equals("timeout", err.code)
+    s:close()
+  end)
+
+  it("caps the body (announced size) with too_large", function()
+    local s = connect({ max_body = 1024 * 1024, retries = 0 })
+    sim:fault({ kind = "huge_body", count = 1, size = 4 * 1024 * 1024 })
+    local me, err = s:me()
+    assert.is_nil(me)
+    assert.equals("too_large", err.code)
+    s:close()
+  end)
+
+  it("reports a connection closed half-way as connect, and retries a GET past it", function()
+    local s = connect({ retries = 0 })
+    sim:fault({ kind = "close", count = 1 })
+    local me, err = s:me()
+    assert.is_nil(me)
+    assert.equals("connect", err.code)
+    sim:fault({ kind = "reset", count = 1 })
+    local me2, err2 = s:me()
+    assert.is_nil(me2)
+    assert.equals("connect", err2.code)
+    s:close()
+    local t = connect({ retries = 2 })
+    sim:fault({ kind = "reset", count = 1 })
+    assert(t:me())
+    t:close()
+  end)
+
+  it("reports malformed JSON as bad_response", function()
+    local s = connect()
+    sim:fault({ kind = "malformed_json", count = 1 })
+    local me, err = s:me()
+    assert.is_nil(me)
+    assert.equals("bad_response", err.code)
+    assert.equals(200, err.status)
+    s:close()
+  end)
+
+  it("strips HTML from a 500 page", function()
+    local s = connect({ retries = 0 })
+    sim:fault({ kind = "500", count = 1 })
+    local me, err = s:me()
+    assert.is_nil(me)
+    assert.equals("server", err.code)
+    assert.equals(500, err.status)
+    assert.matches("Server Error %(500%)", err.message)
+    assert.is_nil(err.message:find("<", 1, true))
+    s:close()
+  end)
+
+  it("follows a redirect on the same host, credentials kept", function()
+    local s = connect()
+    sim:fault({ kind = "redirect", count = 1, location = "/api/gateway/v1/me/" })
+    local me = assert(s:me())
+    assert.equals("admin", me.username)
+    local log = sim:log()
+    assert.equals("basic", log[#log].auth)
+    s:close()
+  end)
+
+  it("refuses a redirect to file:// and other schemes", function()
+    local s = connect()
+    sim:fault({ kind = "redirect", count = 1, location = "file:///etc/passwd" })
+    local me, err = s:me()
+    assert.is_nil(me)
+    assert.equals("redirect", err.code)
+    sim:fault({ kind = "redirect", count = 1, location = "ftp://127.0.0.1/x" })
+    local me2, err2 = s:me()
+    assert.is_nil(me2)
+    assert.equals("redirect", err2.code)
+    s:close()
+  end)
+
+  it("stops after a few redirects", function()
+    local s = connect({ retries = 0 })
+    sim:fault({ kind = "redirect", count = 10, location = "/api/gateway/v1/me/" })
+    local me, err = s:me()
+    assert.is_nil(me)
+    assert.equals("redirect", err.code)
+    sim:control("DELETE", "/__sim/faults")
+    s:close()
+  end)
+
+  for _, how in ipairs({ "basic", "bearer" }) do
+    it("never sends " .. how .. " credentials to another host on a redirect", function()
+      local other = start_stub([[return { ["/api/gateway/v1/me/"] = { status = 401, body = "{}" } }]])
+      local o = { flavor = "gateway" }
+      if how == "bearer" then
+        local admin = connect()
+        local tok = assert(admin:create_token({}))
+        admin:close()
+        o = { token = tok.token }
+      end
+      local s = connect(o)
+      -- a different port on the same address counts as another host too
+      sim:fault({ kind = "redirect", count = 1, location = other.url .. "/api/gateway/v1/me/" })
+      local me, err = s:me()
+      assert.is_nil(me)
+      assert.equals("auth", err.code)
+      local log = other:log()
+      assert.equals(1, #log)
+      assert.equals("none", log[1].auth)
+      -- and another host name for the same server
+      local port = sim.url:match(":(%d+)$")
+      sim:fault({ kind = "redirect", count = 1, location = "http://localhost:" .. port .. "/api/gateway/v1/me/" })
+      local me2, err2 = s:me()
+      assert.is_nil(me2)
+      assert.equals("auth", err2.code)
+      local slog = sim:log()
+      assert.equals("none", slog[#slog].auth)
+      s:close()
+      other:stop()
+    end)
+  end
+end)
+
+describe("transport against a scripted stub", function()
+  teardown(function() h.cleanup() end)
+
+  local function connect(url, extra)
+    local o = { url = url, username = "admin", password = "stub-Pa55", flavor = "gateway", backoff = 0.001 }
+    for k, v in pairs(extra or {}) do o[k] = v end
+    return assert(aap.connect(o))
+  end
+
+  it("maps every documented status to its code", function()
+    local stub = start_stub([[
+      local r = {}
+      for _, st in ipairs({ 400, 401, 403, 404, 405, 409, 412, 415, 418, 429, 500, 503 }) do
+        r["/api/gateway/v1/s" .. st .. "/"] = { status = st, headers = { { "Content-Type", "application/json" } },
+                                              body = '{"detail": "status ' .. st .. '"}' }
+      end
+      r["/o/token/"] = { status = 403, headers = { { "Content-Type", "text/html; charset=utf-8" } },
+                         body = "The refresh token has expired." }
+      r["/api/gateway/v1/empty/"] = { status = 405, body = "" }
+      return r]])
+    local s = connect(stub.url, { retries = 0 })
+    local want = { [400] = "invalid", [401] = "auth", [403] = "forbidden", [404] = "not_found", [405] = "server",
+                   [409] = "conflict", [412] = "conflict", [415] = "server", [418] = "server",
+                   [429] = "rate_limited", [500] = "server", [503] = "server" }
+    for st, code in pairs(want) do
+      -- raw: the status is data
+      local rst, body = s:request("GET", "s" .. st .. "/")
+      assert.equals(st, rst)
+      assert.equals("status " .. st, body.detail)
+      -- a call: nil, err with the code
+      local x, err = s:tokens({ path = "s" .. st .. "/" })
+      assert.is_nil(x)
+      assert.equals(code, err.code, "HTTP " .. st)
+      assert.equals(st, err.status)
+      assert.equals("status " .. st, err.message)
+    end
+    local e405 = select(2, s:tokens({ path = "empty/" }))
+    assert.equals("server", e405.code)
+    assert.equals("HTTP 405", e405.message)
+    local r, expired = s:refresh({ refresh_token = "rt-secret-value", client_id = "c", client_secret = "cs" })
+    assert.is_nil(r)
+    assert.equals("expired", expired.code)
+    assert.equals("The refresh token has expired.", expired.message)
+    s:close()
+    stub:stop()
+  end)
+
+  it("caps a chunked body (no announced size) inside the write callback", function()
+    local stub = start_stub([[return { ["/api/gateway/v1/me/"] = { status = 200, chunked = true, chunks = 64,
+      body = string.rep("x", 65536) } }]])
+    local s = connect(stub.url, { max_body = 1024 * 1024, retries = 0 })
+    local me, err = s:me()
+    assert.is_nil(me)
+    assert.equals("too_large", err.code)
+    s:close()
+    local t = connect(stub.url, { max_body = 8 * 1024 * 1024, retries = 0 })
+    local me2, err2 = t:me()
+    assert.is_nil(me2)
+    assert.equals("bad_response", err2.code)     -- 4 MiB of x is not JSON, but it was read
+    t:close()
+    stub:stop()
+  end)
+
+  it("caps the response headers", function()
+    local stub = start_stub([[
+      local hs = {}
+      for i = 1, 200 do hs[i] = { "X-Filler-" .. i, string.rep("h", 1000) } end
+      return { ["/api/gateway/v1/me/"] = { status = 200, headers = hs, body = "{}" } }]])
+    local s = connect(stub.url, { retries = 0 })
+    local me, err = s:me()
+    assert.is_nil(me)
+    assert.equals("too_large", err.code)
+    s:close()
+    local t = connect(stub.url, { retries = 0, max_header = 1024 * 1024 })
+    local st = t:request("GET", "me/")
+    assert.equals(200, st)
+    t:close()
+    stub:stop()
+  end)
+
+  it("waits as an HTTP-date Retry-After says (a date in the past: at once)", function()
+    local stub = start_stub([[return { ["/api/gateway/v1/me/"] = { sequence = {
+      { status = 503, headers = { { "Retry-After", "Wed, 21 Oct 2015 07:28:00 GMT" } }, body = "busy" },
+      { status = 200, headers = { { "Content-Type", "application/json" } }, body = '{"results": [{"id": 1}]}' } } } }]])
+    local s = connect(stub.url, { retries = 1 })
+    local me = assert(s:me())
+    assert.equals(1, me.id)
+    assert.equals(1, s:stats().retries)
+    s:close()
+    stub:stop()
+  end)
+
+  it("stays on the session's host when a next link names another", function()
+    local stub = start_stub([[
+      local p1 = '{"count": 2, "next": "http://evil.example:9/api/gateway/v1/tokens/?page=2", "results": [{"id": 1}]}'
+      local p2 = '{"count": 2, "next": null, "results": [{"id": 2}]}'
+      local j = { { "Content-Type", "application/json" } }
+      return { ["/api/gateway/v1/tokens/"] = { status = 200, headers = j, body = p1 },
+               ["/api/gateway/v1/tokens/?page=2"] = { status = 200, headers = j, body = p2 } }]])
+    local s = connect(stub.url, { concurrency = 1 })
+    local all = assert(s:tokens())
+    assert.equals(2, #all)
+    local log = stub:log()
+    assert.equals("/api/gateway/v1/tokens/?page=2", log[2].path)
+    assert.equals("Basic", log[2].auth)
+    s:close()
+    stub:stop()
+  end)
+
+  it("refetches a page that failed during the concurrent pass, and de-duplicates shifted items", function()
+    local stub = start_stub([[
+      local j = { { "Content-Type", "application/json" } }
+      local function page(ids, nxt)
+        local items = {}
+        for i, id in ipairs(ids) do items[i] = '{"id": ' .. id .. '}' end
+        return { status = 200, headers = j, body = '{"count": 6, "next": ' .. (nxt and ('"' .. nxt .. '"') or "null")
+          .. ', "results": [' .. table.concat(items, ",") .. ']}' }
+      end
+      return {
+        ["/api/gateway/v1/tokens/"] = page({ 1, 2 }, "/api/gateway/v1/tokens/?page=2"),
+        ["/api/gateway/v1/tokens/?page=2"] = page({ 2, 3 }, "/api/gateway/v1/tokens/?page=3"),
+        ["/api/gateway/v1/tokens/?page=3"] = { sequence = {
+          { status = 502, body = "bad gateway" }, page({ 4, 5 }, nil) } },
+      }]])
+    local s = connect(stub.url, { concurrency = 4 })
+    local all = assert(s:tokens())
+    local ids = {}
+    for i, t in ipairs(all) do ids[i] = t.id end
+    assert.same({ 1, 2, 3, 4, 5 }, ids)
+    local p3 = 0
+    for _, e in ipairs(stub:log()) do if e.path:find("page=3", 1, true) then p3 = p3 + 1 end end
+    assert.equals(2, p3)
+    s:close()
+    stub:stop()
+  end)
+end)
