@@ -418,20 +418,27 @@ set style data histogram; set style histogram clustered gap 1; set style fill so
 set ylabel "× libcurl (log scale)"; set logscale y; set yrange [0.5:*]; set key top left
 set arrow 1 from graph 0, first %g to graph 1, first %g nohead dt 2 lc rgb "#aa0000"
 plot "%s" using 2:xtic(1) title "libcurl (C)" lc rgb "#999999", \
+  NaN with lines dt 2 lc rgb "#aa0000" title "target: 1.25×", \
   '' using 3 title 'require("aap")' lc rgb "#1f77b4", \
   '' using 4 title "LuaSocket + cjson" lc rgb "#ff7f0e"
 unset arrow 1; unset logscale y
 ]]):format(M.TARGETS.client, M.TARGETS.client, files.client)
   end
   if r.lesson then
-    data("lesson", { ('"aap token create" %.1f'):format(1000 * d.lesson.aap),
-                     ('"lesson.sh (curl+jq)" %.1f'):format(1000 * d.lesson.script) })
+    local bars = { ('"aap token create" %.1f'):format(1000 * d.lesson.aap) }
+    if r.lesson.by.aap_noverify then
+      bars[#bars + 1] = ('"... --no-verify" %.1f'):format(1000 * lib.median(r.lesson.by.aap_noverify.wall))
+    end
+    bars[#bars + 1] = ('"lesson.sh (curl+jq)" %.1f'):format(1000 * d.lesson.script)
+    data("lesson", bars)
     plots[#plots + 1] = ([[
 set title "2. The lesson over HTTPS (median wall time)"
 set style data histogram; set style histogram clustered; set style fill solid 0.8 border -1
-set ylabel "ms"; set yrange [0:*]; set key off
-plot "%s" using 2:xtic(1) lc rgb "#1f77b4"
-]]):format(files.lesson)
+set ylabel "ms"; set yrange [0:*]; set key top left
+set arrow 3 from graph 0, first %.1f to graph 1, first %.1f nohead dt 2 lc rgb "#aa0000"
+plot "%s" using 2:xtic(1) lc rgb "#1f77b4" notitle, NaN with lines dt 2 lc rgb "#aa0000" title "target: script ÷ 3"
+unset arrow 3
+]]):format(1000 * d.lesson.script / M.TARGETS.lesson, 1000 * d.lesson.script / M.TARGETS.lesson, files.lesson)
   end
   if r.listing then
     local lines = {}
@@ -462,6 +469,7 @@ set title "4. Peak memory while listing N tokens"
 set style data linespoints; set ylabel "MiB"; set xlabel "tokens"; set yrange [0:*]; set key top left
 set arrow 2 from graph 0, first %d to graph 1, first %d nohead dt 2 lc rgb "#aa0000"
 plot "%s" using 1:2 title "each_token RSS" lw 2 lc rgb "#1f77b4", \
+  NaN with lines dt 2 lc rgb "#aa0000" title "target for the CLI: 10 MiB", \
   '' using 1:4 title "each_token Lua heap" lw 2 dt 2 lc rgb "#1f77b4", \
   '' using 1:3 title "tokens{} RSS" lw 2 lc rgb "#ff7f0e", \
   '' using 1:5 title "tokens{} Lua heap" lw 2 dt 2 lc rgb "#ff7f0e"

@@ -225,7 +225,7 @@ function M.lesson(ctx)
   for _, c in ipairs(contenders) do
     hf[#hf + 1] = { name = c.name, cmd = lib.cmdline(c.argv(("%s/%s-timed.env"):format(dir, c.name))) }
   end
-  local timed = lib.hyperfine(hf, envf, ctx.quick and 5 or 30, 3)
+  local timed = lib.hyperfine(hf, envf, ctx.quick and 5 or 50, 3)
   for _, c in ipairs(contenders) do res.by[c.name].wall = timed[c.name].times end
   -- What one process start costs on this machine, for the explanation.
   local starts = lib.hyperfine({
