@@ -82,7 +82,7 @@ local function section_client(out, r, d)
   local c = r.client
   out[#out + 1] = "## 1. Per-call client cost\n"
   out[#out + 1] = ([[
-Each client process makes N calls and then 2N calls against nginx %s on a loopback port,
+Each client process makes N calls and then 2N calls against %s on a loopback port,
 serving answers recorded from the emulator (so the server costs next to nothing and is the same
 for everyone); the difference divided by N is the cost of one call, with start-up (interpreter,
 loading libcurl and OpenSSL) cancelled out. Instructions are counted with callgrind (user space
