@@ -293,7 +293,9 @@ int aap_push_response_error(lua_State *L, aap_session *S, const aap_xfer *x,
     }
     if (!have)
         lua_pushfstring(L, "HTTP %d", (int)status);
-    if (status == 403 && r->auth == AAP_AUTH_CLIENT && strstr(lua_tostring(L, -1), "expired")) {
+    size_t pl = r->path ? strlen(r->path) : 0;
+    int token_endpoint = pl >= 9 && strcmp(r->path + pl - 9, "/o/token/") == 0;
+    if (status == 403 && token_endpoint && strstr(lua_tostring(L, -1), "expired")) {
         lua_pushliteral(L, "expired");
         lua_setfield(L, eidx, "code");
     }

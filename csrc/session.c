@@ -252,9 +252,13 @@ static int l_connect(lua_State *L)
 
     int is_http = 0, loopback = 0;
     set_base(L, S, url, &is_http, &loopback);
-    if (username && is_http && !loopback && !allow_basic)
-        return luaL_error(L, "aap.connect: refusing to send a Basic password over plain http:// "
-                          "to a non-loopback host (use https://, or allow_insecure_basic=true)");
+    if (username && is_http && !loopback && !allow_basic) {
+        /* A setting the operator chose (often from the environment): an
+         * error to report, not a programmer error to raise. */
+        session_release(S);
+        return aap_fail(L, "invalid", 0, "refusing to send a Basic password over plain http:// to a "
+                        "non-loopback host (use https://, or allow_insecure_basic = true)", NULL, NULL);
+    }
     S->flavor = fl;
     S->insecure = insecure;
     S->retries = retries;

@@ -187,7 +187,10 @@ describe("aap.connect (argument checks)", function()
   end)
 
   it("refuses Basic over plain http to a non-loopback host unless allowed", function()
-    raises({ url = "http://gateway.example.com", username = "admin", password = "pw" }, "allow_insecure_basic")
+    local s, err = aap.connect({ url = "http://gateway.example.com", username = "admin", password = "pw" })
+    assert.is_nil(s)
+    assert.equals("invalid", err.code)
+    assert.matches("allow_insecure_basic", err.message)
     assert.is_truthy(aap.connect({ url = "http://gateway.example.com", username = "admin", password = "pw",
                                    allow_insecure_basic = true }))
     assert.is_truthy(aap.connect({ url = "https://gateway.example.com", username = "admin", password = "pw" }))
