@@ -204,6 +204,18 @@ for _, flavor in ipairs({ "gateway", "controller" }) do
       assert.equals("invalid_client", err2.oauth_error)
     end)
 
+    it("refreshes for a public client (client_id in the form, no Basic)", function()
+      local app = assert(s:create_application({ name = "public app", organization = seed.organization.id,
+                                                client_type = "public" }))
+      assert.is_nil(app.client_secret)
+      local tok = assert(s:create_token({ application = app.id }))
+      local r = assert(s:refresh({ refresh_token = tok.refresh_token, client_id = app.client_id }))
+      assert.equals(30, #r.token)
+      local bad, err = s:refresh({ refresh_token = r.refresh_token, client_id = "not-a-client" })
+      assert.is_nil(bad)
+      assert.equals("auth", err.code)
+    end)
+
     it("reports an expired refresh token as expired", function()
       local tok = assert(s:create_token({ application = seed.application.id }))
       assert.equals(200, (sim:advance(2628000 + 60)))
