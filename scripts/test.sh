@@ -4,15 +4,28 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 san=0
+log=$(mktemp)
+wrap=""
+trap 'rm -f "$log"; [ -n "$wrap" ] && rm -rf "$wrap"' EXIT
 if [ "${1:-}" = "--sanitize" ]; then
   san=1; shift
-  # The host lua5.4 is not instrumented: preload the runtime so aap.so can use it.
-  export LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)"
+  # The host lua5.4 is not instrumented: it must load the sanitizer runtime first.
+  # Only lua5.4 gets it (busted, bin/aap, the emulator - all found through PATH), by
+  # running it through the dynamic loader's --preload: an LD_PRELOAD variable would be
+  # inherited by every child, and the curl binary hangs with ASan preloaded.
+  # Absolute AAP_CPATH: children may run from another directory.
+  real=$(command -v lua5.4)
+  interp=$(readelf -l "$real" 2>/dev/null | sed -n 's/.*interpreter: \(.*\)]$/\1/p')
+  preload="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)"
+  wrap=$(mktemp -d)
+  printf '#!/bin/sh\nexec "%s" --preload "%s" "%s" "$@"\n' \
+    "${interp:-/lib64/ld-linux-x86-64.so.2}" "$preload" "$real" > "$wrap/lua5.4"
   export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:${ASAN_OPTIONS:-}"
   export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+  chmod 755 "$wrap/lua5.4"
+  export PATH="$wrap:$PATH"
+  case "${AAP_CPATH:-}" in /*) ;; ?*) export AAP_CPATH="$PWD/$AAP_CPATH" ;; esac
 fi
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
 busted --lua=lua5.4 -o TAP "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 passed=$(grep -c '^ok ' "$log")

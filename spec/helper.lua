@@ -218,9 +218,8 @@ function M.run(argv, opts)
   local lines = {}
   local base = { PATH = os.getenv("PATH"), HOME = os.getenv("HOME"), LANG = "C.UTF-8",
                  AAP_CPATH = os.getenv("AAP_CPATH"),
-                 -- a sanitizer run (scripts/test.sh --sanitize): the child needs the runtime too
-                 LD_PRELOAD = os.getenv("LD_PRELOAD"), ASAN_OPTIONS = os.getenv("ASAN_OPTIONS"),
-                 UBSAN_OPTIONS = os.getenv("UBSAN_OPTIONS") }
+                 -- a sanitizer run (scripts/test.sh --sanitize) keeps its settings in children
+                 ASAN_OPTIONS = os.getenv("ASAN_OPTIONS"), UBSAN_OPTIONS = os.getenv("UBSAN_OPTIONS") }
   for k, v in pairs(opts.env or {}) do base[k] = v end
   for k, v in pairs(base) do
     if v then lines[#lines + 1] = ("export %s=%s"):format(k, shquote(v)) end
