@@ -106,6 +106,12 @@ static CURLcode set_protocols(CURL *e)
     return rc;
 }
 
+static int idempotent(const char *m)
+{
+    return !strcmp(m, "GET") || !strcmp(m, "HEAD") || !strcmp(m, "DELETE") ||
+           !strcmp(m, "PUT") || !strcmp(m, "OPTIONS");
+}
+
 static CURLcode setup(aap_session *S, aap_xfer *x, const aap_req *r, long timeout_ms)
 {
     CURL *e = x->easy;
@@ -143,6 +149,13 @@ static CURLcode setup(aap_session *S, aap_xfer *x, const aap_req *r, long timeou
     SET(CURLOPT_WRITEDATA, (void *)x);
     SET(CURLOPT_HEADERFUNCTION, header_cb);
     SET(CURLOPT_HEADERDATA, (void *)x);
+
+    /* libcurl silently re-sends a request whose reused connection turns out
+     * dead before any answer byte - the server may have acted on it already.
+     * A POST or PATCH (a token created, a refresh token spent) therefore
+     * always goes on a fresh connection, where libcurl never does that. */
+    if (!idempotent(r->method))
+        SET(CURLOPT_FRESH_CONNECT, 1L);
 
     const char *m = r->method;
     if (strcmp(m, "GET") == 0) {
@@ -260,12 +273,6 @@ static int start(aap_session *S, aap_xfer *x, const aap_req *r, long timeout_ms)
     x->result = rc;
     x->status = 0;
     return -1;
-}
-
-static int idempotent(const char *m)
-{
-    return !strcmp(m, "GET") || !strcmp(m, "HEAD") || !strcmp(m, "DELETE") ||
-           !strcmp(m, "PUT") || !strcmp(m, "OPTIONS");
 }
 
 static int retry_transport(const aap_xfer *x, int idem)
