@@ -352,6 +352,8 @@ describe("transport against a scripted stub", function()
       r["/o/token/"] = { status = 403, headers = { { "Content-Type", "text/html; charset=utf-8" } },
                          body = "The refresh token has expired." }
       r["/api/gateway/v1/empty/"] = { status = 405, body = "" }
+      r["/api/gateway/v1/echo/"] = { status = 400, headers = { { "Content-Type", "application/json" } },
+        body = '{"detail": "password stub-Pa55 rejected\\n<b>twice</b>"}' }
       return r]])
     local s = connect(stub.url, { retries = 0 })
     local want = { [400] = "invalid", [401] = "auth", [403] = "forbidden", [404] = "not_found", [405] = "server",
@@ -369,6 +371,9 @@ describe("transport against a scripted stub", function()
       assert.equals(st, err.status)
       assert.equals("status " .. st, err.message)
     end
+    local echo = select(2, s:tokens({ path = "echo/" }))
+    assert.equals("password REDACTED rejected <b>twice</b>", echo.message)
+    assert.is_nil(tostring(echo):find("stub-Pa55", 1, true))
     local e405 = select(2, s:tokens({ path = "empty/" }))
     assert.equals("server", e405.code)
     assert.equals("HTTP 405", e405.message)
