@@ -17,10 +17,11 @@ static int is_mask(const char *s)
 static void copy_int(lua_State *L, int tok, int raw, const char *field)
 {
     if (lua_getfield(L, raw, field) == LUA_TNUMBER) {
-        lua_Integer i;
-        if (lua_isinteger(L, -1) || lua_numbertointeger(lua_tonumber(L, -1), &i)) {
+        int isnum;
+        lua_Integer i = lua_tointegerx(L, -1, &isnum);  /* 7.0 from a decoder is 7 */
+        if (isnum) {
+            lua_pushinteger(L, i);
             lua_setfield(L, tok, field);
-            return;
         }
     }
     lua_pop(L, 1);

@@ -63,19 +63,24 @@ char *aap_urlencode(const char *s, size_t n)
     return d;
 }
 
+static int form_escaped(aap_buf *b, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char e[3] = { '%', HEX[c >> 4], HEX[c & 15] };
+        if (unreserved(c) ? aap_buf_add(b, &s[i], 1) : aap_buf_add(b, e, 3))
+            return -1;
+    }
+    return 0;
+}
+
 int aap_form_add(aap_buf *b, const char *key, const char *val, size_t vlen)
 {
     if (b->len > 0 && aap_buf_add(b, "&", 1) != 0)
         return -1;
-    if (aap_buf_adds(b, key) != 0 || aap_buf_add(b, "=", 1) != 0)
+    if (form_escaped(b, key, strlen(key)) != 0 || aap_buf_add(b, "=", 1) != 0)
         return -1;
-    for (size_t i = 0; i < vlen; i++) {
-        unsigned char c = (unsigned char)val[i];
-        char e[3] = { '%', HEX[c >> 4], HEX[c & 15] };
-        if (unreserved(c) ? aap_buf_add(b, &val[i], 1) : aap_buf_add(b, e, 3))
-            return -1;
-    }
-    return 0;
+    return form_escaped(b, val, vlen);
 }
 
 /* Replaces the query value at the top (string, number or boolean) with

@@ -112,6 +112,13 @@ describe("aap.parse_token", function()
     end
   end)
 
+  it("gives ids from a float-only JSON decoder back as integers", function()
+    local tok = aap.parse_token(require("cjson").decode('{"id": 7, "user": 2, "application": 3}'))
+    assert.equals("integer", math.type(tok.id))
+    assert.equals("integer", math.type(tok.user))
+    assert.equals("aap.Token(id=7, application)", tostring(tok))
+  end)
+
   it("keeps plaintext values out of tostring", function()
     local tok = aap.parse_token({ id = 1, token = "R50pb5LuAHfXQ17vDp8zyPHpd1CsjZ", refresh_token = aap.null,
                                   application = aap.null, scope = "write", created = "2026-11-29T10:21:27.047839Z",
