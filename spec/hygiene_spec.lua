@@ -1,0 +1,292 @@
+-- Secret hygiene (issue #6): no secret in any process's argv, on stderr/stdout (unless asked
+-- for), in the emulator's log, in error messages, in tostring of any object, or in the state
+-- file; files holding secrets are 0600; Basic credentials are refused over plain http:// to
+-- a host that is not loopback unless explicitly allowed.
+local helper = require("helper")
+local cjson = require("cjson.safe")
+local envfile = require("aap.env")
+
+-- A one-connection-at-a-time HTTP server that answers every request with the status and
+-- body in its files (for bodies the emulator never sends: a server echoing a secret).
+local ECHO_SERVER = [[
+local socket = require("socket")
+local dir = arg[1]
+local srv = assert(socket.bind("127.0.0.1", 0))
+local _, port = srv:getsockname()
+io.stdout:write("http://127.0.0.1:", port, "\n")
+io.stdout:flush()
+local function slurp(p)
+  local f = io.open(p, "rb")
+  local s = f and f:read("a") or ""
+  if f then f:close() end
+  return s
+end
+while true do
+  local c = srv:accept()
+  if c then
+    c:settimeout(5)
+    local len = 0
+    while true do
+      local line = c:receive("*l")
+      if not line or line == "" then break end
+      local n = line:lower():match("^content%-length:%s*(%d+)")
+      if n then len = tonumber(n) end
+    end
+    if len > 0 then c:receive(len) end
+    local status, body = slurp(dir .. "/status"), slurp(dir .. "/body")
+    c:send(("HTTP/1.1 %s X\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"):format(
+      status, slurp(dir .. "/type"), #body, body))
+    c:close()
+  end
+end
+]]
+
+local function start_echo(dir)
+  helper.writefile(dir .. "/echo.lua", ECHO_SERVER)
+  local h = assert(io.popen(("echo $$; exec lua5.4 %s %s"):format(helper.shquote(dir .. "/echo.lua"),
+    helper.shquote(dir))))
+  local pid, url = h:read("l"), h:read("l")
+  assert(url and url:match("^http://"), "echo server did not start")
+  return { url = url, stop = function() os.execute("kill " .. pid); h:close() end,
+           answer = function(status, body, ctype)
+             helper.writefile(dir .. "/status", tostring(status))
+             helper.writefile(dir .. "/body", body)
+             helper.writefile(dir .. "/type", ctype or "application/json")
+           end }
+end
+
+describe("secret hygiene", function()
+  local sim, dir, app
+
+  setup(function()
+    sim = helper.start_sim()
+    app = sim.seed.application
+  end)
+  teardown(function()
+    sim:stop()
+    helper.cleanup()
+  end)
+  before_each(function()
+    sim:reset()
+    dir = helper.tmpdir()
+  end)
+
+  local function admin_env(extra)
+    local e = { AAP_HOSTNAME = sim.url, AAP_PASSWORD = sim.admin_password,
+                AAP_CLIENT_ID = app.client_id, AAP_CLIENT_SECRET = app.client_secret }
+    for k, v in pairs(extra or {}) do e[k] = v end
+    return e
+  end
+
+  -- Every secret in play: the passwords and client secret, and every value in the env file.
+  local function secrets(path)
+    local list = { sim.admin_password, app.client_secret, sim.seed.user.password }
+    local doc = path and envfile.read(path)
+    if doc then
+      for _, k in ipairs(doc:keys()) do
+        local v = doc:get(k)
+        if v and #v >= 8 and k ~= "AAP_CLIENT_ID" then list[#list + 1] = v end
+      end
+    end
+    return list
+  end
+
+  local function assert_clean(text, list, where)
+    for _, s in ipairs(list) do
+      assert.is_nil(text:find(s, 1, true), ("a secret (%d chars) in %s"):format(#s, where))
+    end
+  end
+
+  -- Runs one CLI command under strace (every execve with its full argv) and returns the
+  -- result and the trace text.
+  local function traced(argv, env)
+    local trace = dir .. "/trace"
+    local r = helper.run(argv, { env = env, wrap = { "strace", "-f", "-qq", "-s", "65535", "-e", "trace=execve",
+                                                     "-o", trace } })
+    return r, helper.readfile(trace) or ""
+  end
+
+  describe("the whole lifecycle", function()
+    -- One pass over every command that touches a secret; each step's argv (all processes),
+    -- stdout and stderr are checked against every secret known so far, and after it.
+    it("keeps every secret out of argv, stdout, stderr, the state file and the emulator's log", function()
+      if not os.execute("command -v strace >/dev/null 2>&1") then error("strace is not installed (scripts/deps.sh)") end
+      local path = dir .. "/.env"
+      local pat_path = dir .. "/pat.env"
+      helper.writefile(dir .. "/policy.lua", 'return { max_age = "90d", strategy = "recreate" }')
+      local steps = {
+        { "token", "create", "--env-file", pat_path },
+        { "token", "create", "--application", app.name, "--env-file", path },
+        { "token", "refresh", "--env-file", path },
+        { "token", "list" },
+        { "token", "rotate", "--policy", dir .. "/policy.lua", "--env-file", pat_path },
+        { "token", "revoke", "--env-file", path },
+        { "token", "revoke", "--env-file", pat_path },
+      }
+      local seen = {}
+      for i, argv in ipairs(steps) do
+        if argv[2] == "rotate" then sim:advance(100 * 86400) end
+        local before = secrets(path)
+        for _, s in ipairs(secrets(pat_path)) do before[#before + 1] = s end
+        local r, trace = traced(argv, admin_env())
+        assert.equal(0, r.code, table.concat(argv, " ") .. ": " .. r.stderr)
+        local after = secrets(path)
+        for _, s in ipairs(secrets(pat_path)) do after[#after + 1] = s end
+        for _, list in ipairs({ before, after }) do
+          for _, s in ipairs(list) do seen[s] = true end
+          assert_clean(trace, list, "an argv (strace), step " .. i)
+          assert_clean(r.stdout, list, "stdout, step " .. i)
+          assert_clean(r.stderr, list, "stderr, step " .. i)
+        end
+        for _, p in ipairs({ path, pat_path }) do
+          local st = helper.readfile(p .. ".aap-state.json")
+          if st then
+            assert_clean(st, after, "the state file, step " .. i)
+            assert.equal("600", helper.mode(p .. ".aap-state.json"))
+          end
+          if helper.readfile(p) then assert.equal("600", helper.mode(p)) end
+        end
+      end
+      local list = {}
+      for s in pairs(seen) do list[#list + 1] = s end
+      assert.is_true(#list >= 8, "the lifecycle saw too few secrets: " .. #list)
+      -- The emulator prints the seeded application's client secret once at start-up, by
+      -- design (the demo reads it); nothing else.
+      local err = sim:stderr():gsub("aap sim: application [^\n]*\n", "")
+      assert_clean(err, list, "the emulator's stderr")
+      local log = cjson.encode(sim:log())
+      assert_clean(log, list, "the emulator's /__sim/log")
+    end)
+  end)
+
+  describe("the emulator's log", function()
+    it("redacts secret-looking query values in its stderr and /__sim/log", function()
+      local secret = "Query-Secret-0123456789"
+      sim:raw("GET", "/api/gateway/v1/tokens/?token=" .. secret .. "&client_secret=" .. secret ..
+        "&password=" .. secret, { basic = { "admin", sim.admin_password } })
+      assert_clean(cjson.encode(sim:log()), { secret }, "/__sim/log")
+      assert_clean(sim:stderr(), { secret }, "the emulator's stderr")
+      assert.truthy(cjson.encode(sim:log()):find("REDACTED", 1, true))
+    end)
+  end)
+
+  describe("objects", function()
+    local aap = require("aap")
+
+    it("never show a secret in tostring: session, token, error, lock, env document", function()
+      local s = assert(aap.connect({ url = sim.url, username = "admin", password = sim.admin_password }))
+      local tok = assert(s:create_token({ application = app.id, description = "hygiene" }))
+      local b = assert(aap.connect({ url = sim.url, token = tok.token }))
+      local list = { sim.admin_password, tok.token, tok.refresh_token }
+      assert_clean(tostring(s), list, "tostring(session)")
+      assert_clean(tostring(b), list, "tostring(bearer session)")
+      assert_clean(tostring(tok), list, "tostring(token)")
+      local _, err = s:refresh({ refresh_token = tok.refresh_token, client_id = app.client_id,
+                                 client_secret = "wrong-" .. app.client_secret })
+      assert.is_table(err)
+      list[#list + 1] = app.client_secret
+      assert_clean(tostring(err), list, "tostring(error)")
+      assert_clean(cjson.encode({ message = err.message }), list, "error.message")
+      local lock = assert(aap.os.lock(dir .. "/l"))
+      assert_clean(tostring(lock), list, "tostring(lock)")
+      lock:unlock()
+      local doc = envfile.parse("AAP_TOKEN=" .. tok.token .. "\n")
+      assert_clean(tostring(doc), list, "tostring(env document)")
+      b:close(); s:close()
+    end)
+
+    it("keeps a password the server echoes out of the error, even where the message is cut", function()
+      local echo = start_echo(dir)
+      local password = "Echoed-Pa55word-0123456789"
+      local ok, failure = pcall(function()
+        local s = assert(aap.connect({ url = echo.url, username = "admin", password = password,
+                                       flavor = "gateway", retries = 0 }))
+        -- Whole, at the start, and straddling the 300-byte cut of a message.
+        for _, pad in ipairs({ 0, 100, 280, 290, 295 }) do
+          echo.answer(400, cjson.encode({ detail = ("x"):rep(pad) .. password .. " is wrong" }))
+          local res, err = s:me()
+          assert.is_nil(res)
+          local text = tostring(err)
+          assert_clean(text, { password }, "the error")
+          -- A cut secret still leaks its start: no 8-byte prefix of it may survive.
+          assert.is_nil(text:find(password:sub(1, 8), 1, true),
+            ("the start of the password survives in the error (pad %d): %s"):format(pad, text))
+        end
+        s:close()
+      end)
+      echo.stop()
+      assert(ok, failure)
+    end)
+  end)
+
+  describe("files", function()
+    it("creates the env file, its state file and its lock 0600, and narrows a 0644 file", function()
+      local path = dir .. "/.env"
+      local r = helper.run({ "token", "create", "--env-file", path }, { env = admin_env() })
+      assert.equal(0, r.code, r.stderr)
+      assert.equal("600", helper.mode(path))
+      assert.equal("600", helper.mode(path .. ".aap-state.json"))
+      local wide = dir .. "/wide.env"
+      helper.writefile(wide, "# shared\n", 420)
+      assert.equal("644", helper.mode(wide))
+      r = helper.run({ "token", "create", "--env-file", wide }, { env = admin_env() })
+      assert.equal(0, r.code, r.stderr)
+      assert.equal("600", helper.mode(wide))
+      helper.writefile(dir .. "/p.lua", 'return { max_age = "1d" }')
+      sim:advance(2 * 86400)
+      r = helper.run({ "token", "rotate", "--policy", dir .. "/p.lua", "--env-file", path }, { env = admin_env() })
+      assert.equal(0, r.code, r.stderr)
+      assert.equal("600", helper.mode(path .. ".aap-lock"))
+      -- No temporary file is left behind.
+      local p = io.popen("ls -A " .. helper.shquote(dir))
+      local names = p:read("a")
+      p:close()
+      assert.is_nil(names:find("%.tmp%-"), names)
+    end)
+  end)
+
+  describe("Basic over plain http", function()
+    local aap = require("aap")
+
+    it("is refused to a host that is not loopback, before anything is sent", function()
+      for _, url in ipairs({ "http://192.0.2.10", "http://gateway.example", "http://[2001:db8::1]:8080" }) do
+        local s, err = aap.connect({ url = url, username = "admin", password = "pw-123456" })
+        assert.is_nil(s, url)
+        assert.equal("invalid", err.code)
+        assert.matches("https://", err.message)
+      end
+    end)
+
+    it("is allowed with allow_insecure_basic, and to loopback", function()
+      -- [::ffff:127.0.0.1] reaches the emulator but is not one of the loopback names.
+      local url = sim.url:gsub("127%.0%.0%.1", "[::ffff:127.0.0.1]")
+      assert.is_nil((aap.connect({ url = url, username = "admin", password = sim.admin_password })))
+      local s = assert(aap.connect({ url = url, username = "admin", password = sim.admin_password,
+                                     allow_insecure_basic = true }))
+      assert.equal("admin", assert(s:me()).username)
+      s:close()
+      s = assert(aap.connect({ url = sim.url, username = "admin", password = sim.admin_password }))
+      s:close()
+    end)
+
+    it("treats only loopback addresses as loopback, not host names that start like one", function()
+      for _, url in ipairs({ "http://127.attacker.example", "http://127.0.0.1.attacker.example",
+                             "http://localhost.attacker.example" }) do
+        local s, err = aap.connect({ url = url, username = "admin", password = "pw-123456" })
+        if s then s:close() end
+        assert.is_nil(s, url .. " was taken for loopback: Basic credentials would go out in clear")
+        assert.equal("invalid", err and err.code)
+      end
+    end)
+
+    it("is refused by the CLI as a local setting error (exit 1), with a way to allow it explicitly", function()
+      local url = sim.url:gsub("127%.0%.0%.1", "[::ffff:127.0.0.1]")
+      local r = helper.run({ "whoami" }, { env = { AAP_HOSTNAME = url, AAP_PASSWORD = sim.admin_password } })
+      assert.matches("^aap: .*https://", r.stderr)
+      assert.equal(1, r.code, "a refused setting is a local error (exit 1): " .. r.stderr)
+      r = helper.run({ "whoami" }, { env = { AAP_HOSTNAME = url, AAP_PASSWORD = sim.admin_password,
+                                            AAP_ALLOW_INSECURE_BASIC = "true" } })
+      assert.equal(0, r.code, "AAP_ALLOW_INSECURE_BASIC=true should allow it: " .. r.stderr)
+    end)
+  end)
+end)
