@@ -220,43 +220,28 @@ static int s_create_token(lua_State *L)
     return 1;
 }
 
-static int s_token(lua_State *L)
+/* s:token(id), s:update_token(id, fields), s:delete_token(id): METHOD tokens/ID/. */
+static int token_by_id(lua_State *L, const char *method, int with_body)
 {
     aap_session *S = aap_check_session(L, 1);
     lua_Integer id = luaL_checkinteger(L, 2);
+    if (with_body)
+        luaL_checktype(L, 3, LUA_TTABLE);
+    lua_settop(L, with_body ? 3 : 2);
     aap_push_id_path(L, "tokens", id);
-    int n = aap_call_json(L, S, "GET", lua_tostring(L, -1), 0, 0);
+    int n = aap_call_json(L, S, method, lua_tostring(L, -1), 0, with_body ? 3 : 0);
     if (n != 1)
         return n;
-    aap_make_token(L);
+    if (strcmp(method, "DELETE") == 0)
+        lua_pushboolean(L, 1);         /* 204, no body */
+    else
+        aap_make_token(L);
     return 1;
 }
 
-static int s_update_token(lua_State *L)
-{
-    aap_session *S = aap_check_session(L, 1);
-    lua_Integer id = luaL_checkinteger(L, 2);
-    luaL_checktype(L, 3, LUA_TTABLE);
-    lua_settop(L, 3);
-    aap_push_id_path(L, "tokens", id);
-    int n = aap_call_json(L, S, "PATCH", lua_tostring(L, -1), 0, 3);
-    if (n != 1)
-        return n;
-    aap_make_token(L);
-    return 1;
-}
-
-static int s_delete_token(lua_State *L)
-{
-    aap_session *S = aap_check_session(L, 1);
-    lua_Integer id = luaL_checkinteger(L, 2);
-    aap_push_id_path(L, "tokens", id);
-    int n = aap_call_json(L, S, "DELETE", lua_tostring(L, -1), 0, 0);
-    if (n != 1)
-        return n;
-    lua_pushboolean(L, 1);
-    return 1;
-}
+static int s_token(lua_State *L) { return token_by_id(L, "GET", 0); }
+static int s_update_token(lua_State *L) { return token_by_id(L, "PATCH", 1); }
+static int s_delete_token(lua_State *L) { return token_by_id(L, "DELETE", 0); }
 
 static int s_tokens(lua_State *L)
 {
