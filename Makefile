@@ -38,3 +38,12 @@ rock:
 
 clean:
 	rm -rf build build-asan
+
+# Issue #6: the C parsers fuzzed (bounded: FUZZ_SECONDS each, default 30), and the core
+# specs under valgrind memcheck. The fault matrix, hygiene and load specs run in `make test`.
+.PHONY: fuzz valgrind
+fuzz:
+	@scripts/fuzz.sh
+
+valgrind: build
+	@scripts/valgrind.sh
