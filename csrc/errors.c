@@ -9,6 +9,7 @@
 #include <string.h>
 
 #define MESSAGE_MAX 300
+#define SCRUB_MAX 16384   /* bytes of an error body read before scrubbing and capping */
 
 static const char *const CODES[] = {
     "auth", "forbidden", "expired", "not_found", "ambiguous", "invalid", "conflict",
@@ -261,7 +262,7 @@ int aap_push_response_error(lua_State *L, aap_session *S, const aap_xfer *x,
     }
     if (!have && x->body.len > 0) {
         luaL_Buffer b;
-        size_t room = MESSAGE_MAX + 1;
+        size_t room = SCRUB_MAX;     /* generous: secrets are scrubbed before the cap */
         luaL_buffinit(L, &b);
         add_clean(&b, &room, body, x->body.len, 1);
         luaL_pushresult(&b);
@@ -299,11 +300,12 @@ int aap_push_response_error(lua_State *L, aap_session *S, const aap_xfer *x,
         lua_pushliteral(L, "expired");
         lua_setfield(L, eidx, "code");
     }
-    cap_message(L);
+    /* Scrub first, then cut: a cut through a secret would leave its start. */
     scrub(L, S->password);
     scrub(L, S->token);
     for (int i = 0; extra && extra[i]; i++)
         scrub(L, extra[i]);
+    cap_message(L);
     lua_setfield(L, eidx, "message");
 
     double ra = aap_retry_after(&x->head);

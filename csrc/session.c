@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
 #include <sys/random.h>
 #include <unistd.h>
 
@@ -123,10 +124,25 @@ static int opt_bool(lua_State *L, const char *key)
     return v;
 }
 
+/* Loopback: the name localhost, an IPv4 literal in 127.0.0.0/8, or the IPv6
+ * literal ::1 - never a host name that merely starts like one
+ * ("127.attacker.example"), and not ::ffff:127.0.0.1 (not a loopback name). */
 static int is_loopback(const char *host)
 {
-    return strcasecmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 ||
-           strcmp(host, "[::1]") == 0 || strcmp(host, "::1") == 0;
+    if (strcasecmp(host, "localhost") == 0)
+        return 1;
+    unsigned char a[16];
+    if (inet_pton(AF_INET, host, a) == 1)
+        return a[0] == 127;
+    size_t n = strlen(host);
+    if (n > 2 && n < 64 && host[0] == '[' && host[n - 1] == ']') {
+        char v6[64];
+        memcpy(v6, host + 1, n - 2);
+        v6[n - 2] = '\0';
+        static const unsigned char one[16] = { [15] = 1 };
+        return inet_pton(AF_INET6, v6, a) == 1 && memcmp(a, one, 16) == 0;
+    }
+    return 0;
 }
 
 static char *dup_or_die(lua_State *L, const char *s)

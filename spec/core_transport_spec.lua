@@ -354,6 +354,7 @@ describe("transport against a scripted stub", function()
       r["/api/gateway/v1/empty/"] = { status = 405, body = "" }
       r["/api/gateway/v1/echo/"] = { status = 400, headers = { { "Content-Type", "application/json" } },
         body = '{"detail": "password stub-Pa55 rejected\\n<b>twice</b>"}' }
+      r["/api/gateway/v1/cut/"] = { status = 500, body = string.rep("x", 294) .. " stub-Pa55 and more" }
       return r]])
     local s = connect(stub.url, { retries = 0 })
     local want = { [400] = "invalid", [401] = "auth", [403] = "forbidden", [404] = "not_found", [405] = "server",
@@ -374,6 +375,10 @@ describe("transport against a scripted stub", function()
     local echo = select(2, s:tokens({ path = "echo/" }))
     assert.equals("password REDACTED rejected <b>twice</b>", echo.message)
     assert.is_nil(tostring(echo):find("stub-Pa55", 1, true))
+    -- a secret where the 300-byte cut falls: scrubbed before the cut, so no prefix survives
+    local cut = select(2, s:tokens({ path = "cut/" }))
+    assert.is_nil(cut.message:find("stub", 1, true), cut.message)
+    assert.is_true(#cut.message <= 303)
     local e405 = select(2, s:tokens({ path = "empty/" }))
     assert.equals("server", e405.code)
     assert.equals("HTTP 405", e405.message)

@@ -204,6 +204,13 @@ describe("aap.connect (argument checks)", function()
     assert.is_truthy(aap.connect({ url = "http://127.0.0.1:1", username = "admin", password = "pw" }))
     assert.is_truthy(aap.connect({ url = "http://[::1]:1", username = "admin", password = "pw" }))
     assert.is_truthy(aap.connect({ url = "http://localhost:1", username = "admin", password = "pw" }))
+    for _, url in ipairs({ "http://127.attacker.example", "http://127.0.0.1.attacker.example",
+                           "http://localhost.attacker.example", "http://[::ffff:127.0.0.1]:1" }) do
+      local t, e = aap.connect({ url = url, username = "admin", password = "pw" })
+      assert.is_nil(t, url)
+      assert.equals("invalid", e.code)
+    end
+    assert.is_truthy(aap.connect({ url = "http://127.255.0.9:1", username = "admin", password = "pw" }))
     -- a token over http is the operator's call (no password to lose)
     assert.is_truthy(aap.connect({ url = "http://gateway.example.com", token = "abc" }))
   end)
