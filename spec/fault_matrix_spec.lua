@@ -406,7 +406,8 @@ describe("fault matrix", function()
     -- What varies from run to run (elapsed milliseconds, temporary paths) is normalised,
     -- so that the committed file changes only when behaviour does.
     local function stable(s)
-      return (s:gsub("after %d+ milliseconds", "after N milliseconds"):gsub("/tmp/aap%-spec%.%w+/", "$DIR/"))
+      return (s:gsub("after %d+ milliseconds", "after N milliseconds"):gsub("after %d+ ms", "after N ms")
+        :gsub("port %d+", "port PORT"):gsub("(127%.0%.0%.1):%d+", "%1:PORT"):gsub("/tmp/aap%-spec%.%w+/", "$DIR/"))
     end
     local function table_of(title, list)
       out[#out + 1] = "### " .. title
