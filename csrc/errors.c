@@ -14,7 +14,7 @@
 static const char *const CODES[] = {
     "auth", "forbidden", "expired", "not_found", "ambiguous", "invalid", "conflict",
     "rate_limited", "server", "bad_response", "too_large", "redirect", "timeout",
-    "connect", "tls", NULL
+    "connect", "tls", "insecure", NULL
 };
 
 const char *aap_status_code(long status)

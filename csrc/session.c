@@ -272,7 +272,7 @@ static int l_connect(lua_State *L)
         /* A setting the operator chose (often from the environment): an
          * error to report, not a programmer error to raise. */
         session_release(S);
-        return aap_fail(L, "invalid", 0, "refusing to send a Basic password over plain http:// to a "
+        return aap_fail(L, "insecure", 0, "refusing to send a Basic password over plain http:// to a "
                         "non-loopback host (use https://, or allow_insecure_basic = true)", NULL, NULL);
     }
     S->flavor = fl;

@@ -16,7 +16,7 @@ describe("aap (module)", function()
     assert.equals("0.1.0", aap._VERSION)
     for _, c in ipairs({ "auth", "forbidden", "expired", "not_found", "ambiguous", "invalid", "conflict",
                          "rate_limited", "server", "bad_response", "too_large", "redirect", "timeout",
-                         "connect", "tls" }) do
+                         "connect", "tls", "insecure" }) do
       assert.equals(c, aap.codes[c])
     end
     assert.equals("userdata", type(aap.null))
@@ -196,7 +196,7 @@ describe("aap.connect (argument checks)", function()
   it("refuses Basic over plain http to a non-loopback host unless allowed", function()
     local s, err = aap.connect({ url = "http://gateway.example.com", username = "admin", password = "pw" })
     assert.is_nil(s)
-    assert.equals("invalid", err.code)
+    assert.equals("insecure", err.code)
     assert.matches("allow_insecure_basic", err.message)
     assert.is_truthy(aap.connect({ url = "http://gateway.example.com", username = "admin", password = "pw",
                                    allow_insecure_basic = true }))
@@ -208,7 +208,7 @@ describe("aap.connect (argument checks)", function()
                            "http://localhost.attacker.example", "http://[::ffff:127.0.0.1]:1" }) do
       local t, e = aap.connect({ url = url, username = "admin", password = "pw" })
       assert.is_nil(t, url)
-      assert.equals("invalid", e.code)
+      assert.equals("insecure", e.code)
     end
     assert.is_truthy(aap.connect({ url = "http://127.255.0.9:1", username = "admin", password = "pw" }))
     -- a token over http is the operator's call (no password to lose)

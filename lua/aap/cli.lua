@@ -10,7 +10,7 @@ local M = {}
 M.EXIT = { ok = 0, usage = 1, api = 2, auth = 3, network = 4 }
 
 local CODE_EXIT = {
-  usage = 1, io = 1, ["local"] = 1, policy = 1, interrupted = 1,
+  usage = 1, io = 1, ["local"] = 1, policy = 1, interrupted = 1, insecure = 1, busy = 1,
   auth = 3, forbidden = 3, expired = 3,
   timeout = 4, connect = 4, tls = 4,
 }
@@ -28,6 +28,7 @@ Connection (flags win over the environment):
   AAP_USERNAME (default admin), AAP_PASSWORD, AAP_PASSWORD_FILE, or --password-stdin
   AAP_TOKEN                 use this token (Bearer) instead of a password
   AAP_CA_FILE, AAP_VALIDATE_CERTS=false / AAP_INSECURE_SKIP_VERIFY=true, AAP_TIMEOUT
+  AAP_ALLOW_INSECURE_BASIC=true   send a password over plain http:// to a remote host
   AAP_CLIENT_ID, AAP_CLIENT_SECRET   the OAuth application's client, for refresh
   Passwords and tokens are never accepted on the command line.
 
@@ -72,6 +73,9 @@ end
 function Ctx:conn(opts)
   local c, err = config.connection(self.args, opts)
   if not c then raise(err) end
+  if c.allow_insecure_basic and c.url:match("^http://") and c.password then
+    self:warn("sending the password over plain http:// (--allow-insecure-basic)")
+  end
   if c.insecure and not self.warned_insecure then
     self.warned_insecure = true
     self:warn("TLS certificate verification is OFF (--insecure / AAP_VALIDATE_CERTS=false)")
@@ -106,6 +110,7 @@ function M.connection_options(cmd)
   cmd:option("--token"):args("?"):hidden(true)
   cmd:option("--ca-file", "CA bundle to verify the gateway's certificate (default: AAP_CA_FILE).")
   cmd:flag("-k --insecure", "Do not verify the TLS certificate (visible warning).")
+  cmd:flag("--allow-insecure-basic", "Allow a Basic password over plain http:// to a non-loopback host.")
   cmd:option("--timeout", "Seconds per request (default: AAP_TIMEOUT, else 30).")
   cmd:option("--flavor", "auto, gateway (AAP 2.5+) or controller (AAP 2.4).")
     :choices({ "auto", "gateway", "controller" }):default("auto")

@@ -147,6 +147,9 @@ function M.connection(args, opts)
     return fail("no credentials: set AAP_PASSWORD (or AAP_PASSWORD_FILE, --password-stdin) or AAP_TOKEN")
   end
   c.password = password
+  local allow, e4 = M.boolean("AAP_ALLOW_INSECURE_BASIC", getenv("AAP_ALLOW_INSECURE_BASIC"))
+  if e4 then return nil, e4 end
+  c.allow_insecure_basic = args.allow_insecure_basic or allow or false
   return c
 end
 
