@@ -281,9 +281,14 @@ static int lock_path(lua_State *L)
     return 1;
 }
 
+static volatile sig_atomic_t caught_signal = 0;
+
 static int os_lock(lua_State *L)
 {
     const char *path = check_path(L, 1);
+    double wait = luaL_optnumber(L, 2, 0);
+    luaL_argcheck(L, wait >= 0 && wait <= 3600, 2, "wait must be 0 to 3600 seconds");
+    lua_settop(L, 1);
     /* The userdata and its metatable exist before the descriptor does, so
      * __gc covers every later exit. */
     Lock *lk = lua_newuserdatauv(L, sizeof *lk, 1);
@@ -299,10 +304,24 @@ static int os_lock(lua_State *L)
     if (fd < 0)
         return fail(L, "cannot open lock file", path, errno);
     lk->fd = fd;
+    /* Optional wait: poll (never a blocking flock, which no timeout can
+     * bound) every 20 ms until the deadline. */
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
     int rc;
-    do {
-        rc = flock(fd, LOCK_EX | LOCK_NB);
-    } while (rc != 0 && errno == EINTR);
+    for (;;) {
+        do {
+            rc = flock(fd, LOCK_EX | LOCK_NB);
+        } while (rc != 0 && errno == EINTR);
+        if (rc == 0 || errno != EWOULDBLOCK || wait <= 0)
+            break;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double spent = (double)(now.tv_sec - start.tv_sec) + (double)(now.tv_nsec - start.tv_nsec) / 1e9;
+        if (spent >= wait || caught_signal)
+            break;
+        struct timespec nap = { 0, 20 * 1000 * 1000 };
+        nanosleep(&nap, NULL);
+    }
     if (rc != 0) {
         int err = errno;
         lk->fd = -1;
@@ -319,7 +338,6 @@ static int os_lock(lua_State *L)
 
 /* ---------------------------------------------------------------- signals */
 
-static volatile sig_atomic_t caught_signal = 0;
 
 static void on_signal(int sig)
 {

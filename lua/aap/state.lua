@@ -75,12 +75,15 @@ end
 --- Takes the advisory lock that serializes runs on one env file (aap.os.lock, non-blocking).
 -- @treturn userdata the lock (release with :unlock() or let it go out of scope), or nil and
 --   an error {code = "busy", message}
-function M.lock(env_file)
+function M.lock(env_file, wait)
   local path = M.lock_path(env_file)
-  local lk, err = aap.os.lock(path)
+  local lk, err = aap.os.lock(path, wait)
   if not lk then
-    return nil, { code = "busy", message = ("another aap run holds the lock %s (%s); try again when it is done")
-      :format(path, tostring(err)) }
+    if not tostring(err):find("locked by another process", 1, true) then
+      return nil, { code = "io", message = tostring(err) }
+    end
+    return nil, { code = "busy", message = ("another aap run holds the lock %s; try again when it is done")
+      :format(path) }
   end
   return lk
 end

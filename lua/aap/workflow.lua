@@ -62,6 +62,36 @@ function M.identify(conn, token_value)
   return first
 end
 
+-- Failures after which the gateway cannot have created anything.
+local CERTAINLY_NOT_CREATED = { auth = true, forbidden = true, invalid = true, not_found = true,
+  expired = true, ambiguous = true, insecure = true, tls = true, redirect = true }
+
+--- The highest token id the session can see (0 when none), or nil when it cannot tell.
+function M.newest_token_id(s)
+  local status, body = s:request("GET", "tokens/", { query = { order_by = "-id", page_size = "1" } })
+  if status ~= 200 or type(body) ~= "table" or type(body.results) ~= "table" then return nil end
+  local first = body.results[1]
+  return first and math.tointeger(first.id) or 0
+end
+
+--- Deletes tokens newer than `after_id` that match a create whose answer was lost: same
+-- description and application, never used.
+-- @treturn ?table the ids deleted (nil when the list failed)
+function M.delete_orphans(s, after_id, match)
+  local status, body = s:request("GET", "tokens/", { query = { order_by = "-id", page_size = "50" } })
+  if status ~= 200 or type(body) ~= "table" or type(body.results) ~= "table" then return nil end
+  local ids = {}
+  for _, t in ipairs(body.results) do
+    local id = math.tointeger(t.id)
+    local app = t.application ~= aap.null and t.application or nil
+    if id and id > after_id and t.description == match.description and app == match.application
+      and (t.last_used == nil or t.last_used == aap.null) then
+      if s:delete_token(id) then ids[#ids + 1] = tostring(id) end
+    end
+  end
+  return ids
+end
+
 --- Creates a token the lesson's way and proves it works before anyone relies on it.
 -- @tparam Session s an admin session (app tokens need a superuser)
 -- @tparam table conn the connection options (for the Bearer check)
@@ -75,9 +105,24 @@ function M.create(s, conn, opts)
     app, err = s:application(opts.application, { organization = opts.organization })
     if not app then return nil, err end
   end
+  -- The newest id before the create: if the answer is lost (timeout, connection closed,
+  -- garbled body), the token the gateway may still have made is found by it and deleted.
+  local before = M.newest_token_id(s)
   local tok, err = s:create_token({ application = app and app.id or nil,
                                     description = opts.description, scope = opts.scope })
-  if not tok then return nil, err end
+  if not tok then
+    if before and not CERTAINLY_NOT_CREATED[err.code] then
+      local ids = M.delete_orphans(s, before, { description = opts.description or "",
+                                                application = app and app.id or nil })
+      if ids and #ids > 0 then
+        err.message = tostring(err.message) .. (" (the token the gateway made anyway, id=%s, was deleted)")
+          :format(table.concat(ids, ","))
+      elseif not ids then
+        err.message = tostring(err.message) .. " (the gateway may have made a token anyway: check `aap token list`)"
+      end
+    end
+    return nil, err
+  end
   if not tok.token or (app and not tok.refresh_token) then
     s:delete_token(tok.id)
     return nil, local_error("bad_response", "the gateway did not return the new token's value")
@@ -134,12 +179,10 @@ function M.preflight(path, doc)
   return true
 end
 
---- Saves token values to an env file and their ids to its state file.
--- @tparam string path the env file
--- @tparam table values ordered list of {key, value}
--- @tparam table records map key → state record (aap.state.record), or nil
--- @tparam ?table remove keys to remove from the file
-function M.save(path, values, records, remove)
+--- Seconds a writer waits for another one to finish with the same env file.
+M.LOCK_WAIT = 30
+
+local function save_locked(path, values, records, remove)
   local doc, err = envfile.read(path)
   if not doc then return nil, err end
   for _, kv in ipairs(values) do doc:set(kv[1], kv[2]) end
@@ -155,6 +198,20 @@ function M.save(path, values, records, remove)
     if not sok then return nil, serr2 end
   end
   return true
+end
+
+--- Saves token values to an env file and their ids to its state file.
+-- @tparam string path the env file
+-- @tparam table values ordered list of {key, value}
+-- @tparam table records map key → state record (aap.state.record), or nil
+-- @tparam ?table remove keys to remove from the file
+function M.save(path, values, records, remove)
+  -- Many writers may share one file: the read-modify-write is serialised by the state lock.
+  local lk, lerr = state.lock(path, M.LOCK_WAIT)
+  if not lk then return nil, lerr end
+  local ok, err = save_locked(path, values, records, remove)
+  lk:unlock()
+  return ok, err
 end
 
 return M

@@ -90,7 +90,10 @@ local function create(args, ctx)
   })
   ctx:check(tok, err)
   local values = values_for(tok, key, rkey)
+  local replaced
   if path then
+    local st = state.load(path)
+    replaced = st and st.keys[key] or nil
     local records = { [key] = state.record(tok, { refresh_key = tok.refresh_token and rkey or nil }) }
     local ok, werr = workflow.save(path, values, records)
     if not ok then
@@ -102,6 +105,10 @@ local function create(args, ctx)
     end
   end
   if fmt then M.print_format(ctx, fmt, values, tok) end
+  if replaced and replaced.id and replaced.id ~= tok.id then
+    ctx:info(("%s held token id=%d, which still works: revoke it with `aap token revoke %d` once nothing "
+      .. "uses it (or let `aap token rotate` do such swaps)"):format(key, replaced.id, replaced.id))
+  end
   local summary = M.summary("created", tok, path and (path .. " (" .. key ..
     (tok.refresh_token and (", " .. rkey) or "") .. ")"))
   if fmt then ctx:info(summary) elseif not args.quiet then ctx:out(summary) end
