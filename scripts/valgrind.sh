@@ -12,7 +12,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 specs=("$@")
-[ ${#specs[@]} -eq 0 ] && specs=(spec/core_*_spec.lua)
+[ ${#specs[@]} -eq 0 ] && specs=(spec/core_*_spec.lua spec/fault_bodies_spec.lua)
 make --no-print-directory build >/dev/null || exit 1
 log=$(mktemp)
 vlog=$(mktemp)
