@@ -6,6 +6,7 @@
 #include "aap.h"
 
 #include <ctype.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define MESSAGE_MAX 300
@@ -158,6 +159,11 @@ int aap_push_transport_error(lua_State *L, const aap_xfer *x, const aap_req *r)
 
 /* From a decoded JSON error body at the top: message pushed, or 0. Sets
  * err.fields and err.oauth_error on the error table at eidx. */
+static int cmp_cstr(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 static int json_message(lua_State *L, int eidx, long status)
 {
     int body = lua_gettop(L);
@@ -215,25 +221,25 @@ static int json_message(lua_State *L, int eidx, long status)
         lua_settop(L, body);
         return 0;
     }
-    /* Sorted, so the message does not depend on hash order. */
-    for (int i = 2; i <= n; i++) {
-        for (int j = i; j > 1; j--) {
-            lua_rawgeti(L, parts, j - 1);
-            lua_rawgeti(L, parts, j);
-            if (!lua_compare(L, -1, -2, LUA_OPLT)) {
-                lua_pop(L, 2);
-                break;
-            }
-            lua_rawseti(L, parts, j - 1);
-            lua_rawseti(L, parts, j);
-        }
-    }
+    /* Sorted, so the message does not depend on hash order. The body may hold
+     * thousands of fields: sort pointers (the strings stay anchored in `parts`)
+     * and build at most a few times MESSAGE_MAX bytes, in one buffer. */
+    const char **v = lua_newuserdatauv(L, (size_t)n * sizeof *v, 0);
     for (int i = 1; i <= n; i++) {
-        if (i > 1)
-            lua_pushliteral(L, "; ");
         lua_rawgeti(L, parts, i);
+        v[i - 1] = lua_tostring(L, -1);
+        lua_pop(L, 1);
     }
-    lua_concat(L, 2 * n - 1);
+    qsort(v, (size_t)n, sizeof *v, cmp_cstr);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = 0; i < n && luaL_bufflen(&b) < 4 * MESSAGE_MAX; i++) {
+        if (i > 0)
+            luaL_addstring(&b, "; ");
+        luaL_addstring(&b, v[i]);
+    }
+    luaL_pushresult(&b);
+    lua_remove(L, -2);                             /* the pointer array */
     lua_pushvalue(L, fields);
     lua_setfield(L, eidx, "fields");
     lua_replace(L, fields);

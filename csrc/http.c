@@ -447,7 +447,7 @@ void aap_push_headers(lua_State *L, const aap_buf *head)
         if (!eol)
             eol = end;
         const char *colon = memchr(p, ':', (size_t)(eol - p));
-        if (colon && colon > p && memcmp(p, "HTTP/", 5) != 0) {
+        if (colon && colon > p && !((size_t)(eol - p) >= 5 && memcmp(p, "HTTP/", 5) == 0)) {
             luaL_Buffer b;
             luaL_buffinit(L, &b);
             for (const char *q = p; q < colon; q++)

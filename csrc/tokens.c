@@ -139,7 +139,15 @@ static int token_tostring(lua_State *L)
     lua_remove(L, -2);
     n++;
     if (lua_getfield(L, 1, "scope") == LUA_TSTRING) {
-        lua_pushfstring(L, ", scope=%s", lua_tostring(L, -1));
+        /* Server text: one line, printable, bounded (no log-line injection). */
+        size_t len;
+        const char *sc = lua_tolstring(L, -1, &len);
+        char clean[64];
+        size_t m = len < sizeof clean - 1 ? len : sizeof clean - 1;
+        for (size_t i = 0; i < m; i++)
+            clean[i] = (unsigned char)sc[i] < 0x20 || (unsigned char)sc[i] >= 0x7f ? '?' : sc[i];
+        clean[m] = '\0';
+        lua_pushfstring(L, ", scope=%s%s", clean, len > m ? "..." : "");
         lua_remove(L, -2);
         n++;
     } else {
