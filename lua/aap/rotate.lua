@@ -472,7 +472,7 @@ local function description_for(o, old)
   local base = o.policy.description
   if not base then
     base = old and old.description or ""
-    base = base:gsub("%s*" .. MARKER:gsub("%-", "%%-") .. "%x+", "")
+    base = base:gsub("%s*aap%-%a+:%x+", "") -- this module's markers and token create's
     if base == "" then base = "aap " .. o.key end
   end
   return base
@@ -506,7 +506,10 @@ local function recreate(o, old)
     -- Without an id, a create that failed without a clear answer may still have made a token.
     local unknown = not new_id and (why.status == nil or why.status >= 500)
     local swept = not unknown or sweep_marker(s, marker)
-    if (new_id == nil or deleted) and swept then
+    -- A request whose answer was lost may still be finished by the gateway after the sweep:
+    -- the intent (and so the marker) stays recorded until a later run sweeps again.
+    local late = unknown and type(swept) == "table" and #swept == 0
+    if (new_id == nil or deleted) and swept and not late then
       o.st.rotations[o.key] = nil
       save_state(o)
     else

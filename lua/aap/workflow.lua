@@ -95,7 +95,8 @@ end
 --- Creates a token the lesson's way and proves it works before anyone relies on it.
 -- @tparam Session s an admin session (app tokens need a superuser)
 -- @tparam table conn the connection options (for the Bearer check)
--- @tparam table opts application (name or id; nil for a PAT), organization, description, scope
+-- @tparam table opts application (name or id; nil for a PAT), organization, description, scope,
+--   verify (default true), marker (see begin_create: the description must hold it)
 -- @treturn Token the new token (with its secret values), the application table or nil, the user
 -- @usage local tok, app = workflow.create(s, conn, { application = "RHDH Integration" })
 function M.create(s, conn, opts)
@@ -107,16 +108,29 @@ function M.create(s, conn, opts)
   end
   -- The newest id before the create: if the answer is lost (timeout, connection closed,
   -- garbled body), the token the gateway may still have made is found by it and deleted.
-  local before = M.newest_token_id(s)
+  local before = not opts.marker and M.newest_token_id(s) or nil
   local tok, err = s:create_token({ application = app and app.id or nil,
                                     description = opts.description, scope = opts.scope })
   if not tok then
-    if before and not CERTAINLY_NOT_CREATED[err.code] then
-      local ids = M.delete_orphans(s, before, { description = opts.description or "",
-                                                application = app and app.id or nil })
+    if not CERTAINLY_NOT_CREATED[err.code] and (before or opts.marker) then
+      local ids
+      if opts.marker then
+        ids = M.sweep_marker(s, opts.marker)
+        if ids and #ids == 0 then
+          -- The gateway may still finish the request: the marker stays recorded.
+          err.uncertain = true
+          ids = nil
+        end
+      else
+        ids = M.delete_orphans(s, before, { description = opts.description or "",
+                                            application = app and app.id or nil })
+      end
       if ids and #ids > 0 then
         err.message = tostring(err.message) .. (" (the token the gateway made anyway, id=%s, was deleted)")
           :format(table.concat(ids, ","))
+      elseif err.uncertain then
+        err.message = tostring(err.message) .. " (a token the gateway may still make is recorded by its marker; "
+          .. "the next aap run on this env file deletes it)"
       elseif not ids then
         err.message = tostring(err.message) .. " (the gateway may have made a token anyway: check `aap token list`)"
       end
@@ -165,6 +179,88 @@ function M.organization_id(s, name)
   return body.results[1].id
 end
 
+--- The marker aap puts in the description of a token it creates for an env file, so that a
+-- create whose answer was lost can be found again (the gateway never filters on values).
+M.MARKER = "aap-create:"
+
+--- A fresh marker.
+function M.new_marker()
+  local b = require("openssl.rand").bytes(8)
+  return M.MARKER .. (b:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
+end
+
+--- Deletes every token whose description holds the marker, except `keep` (an id).
+-- @treturn ?table the ids deleted, or nil, err
+function M.sweep_marker(s, marker, keep)
+  local list, err = s:tokens({ description__contains = marker })
+  if not list then return nil, err end
+  local ids = {}
+  for _, t in ipairs(list) do
+    if t.id ~= keep and (t.description or ""):find(marker, 1, true) then
+      local ok, derr = s:delete_token(t.id)
+      if not ok and not (derr and derr.code == "not_found") then return nil, derr end
+      ids[#ids + 1] = tostring(t.id)
+    end
+  end
+  return ids
+end
+
+-- Runs fn(st) on the env file's state under its lock and saves what it changed.
+local function with_state(path, fn)
+  local lk, lerr = state.lock(path, M.LOCK_WAIT)
+  if not lk then return nil, lerr end
+  local st, err = state.load(path)
+  local ok, res
+  if st then
+    ok, res = fn(st)
+    if ok then
+      local sok, serr = state.save(path, st)
+      if not sok then ok, res = nil, serr end
+    end
+  else
+    ok, res = nil, err
+  end
+  lk:unlock()
+  return ok, res
+end
+
+--- Write-ahead for a create into an env file: records the marker of the token about to be
+-- made (as `aap.rotate` records its intents, so `aap token rotate` can finish it too).
+-- A create intent left by an interrupted run is resolved first: its tokens are deleted.
+-- @treturn true, or nil, err (code "busy" when a rotation of the key is unfinished)
+function M.begin_create(s, path, key, marker, kind, current)
+  local left
+  local ok, err = with_state(path, function(st)
+    local it = st.rotations[key]
+    if it and it.origin ~= "create" then
+      return nil, local_error("busy", ("an interrupted rotation of %s is unfinished; run `aap token rotate` "
+        .. "on %s first"):format(key, path))
+    end
+    left = it
+    return true
+  end)
+  if not ok then return nil, err end
+  if left then
+    local keep = (state.load(path) or { keys = {} }).keys[key]
+    local ids, serr = M.sweep_marker(s, left.marker, keep and keep.id)
+    if not ids then return nil, serr end
+  end
+  return with_state(path, function(st)
+    st.rotations[key] = { strategy = "recreate", origin = "create", marker = marker, kind = kind,
+                          started = os.time(), old_fp = require("aap.rotate").fingerprint(current or "") }
+    return true
+  end)
+end
+
+--- Drops the create intent of a key (after the create failed for certain, or was swept).
+function M.end_create(path, key)
+  return with_state(path, function(st)
+    local it = st.rotations[key]
+    if it and it.origin == "create" then st.rotations[key] = nil end
+    return true
+  end)
+end
+
 --- Reads an env file, failing early when it cannot be read or parsed.
 function M.read_env(path)
   return envfile.read(path)
@@ -192,7 +288,11 @@ local function save_locked(path, values, records, remove)
   if records then
     local st, serr = state.load(path)
     if not st then return nil, serr end
-    for k, r in pairs(records) do st.keys[k] = r or nil end
+    for k, r in pairs(records) do
+      st.keys[k] = r or nil
+      local it = st.rotations and st.rotations[k]
+      if it and it.origin == "create" then st.rotations[k] = nil end
+    end
     for _, k in ipairs(remove or {}) do st.keys[k] = nil end
     local sok, serr2 = state.save(path, st)
     if not sok then return nil, serr2 end

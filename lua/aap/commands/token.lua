@@ -78,16 +78,25 @@ local function create(args, ctx)
   local key, rkey = keys_for(args, kind)
   validate_key(ctx, key)
   validate_key(ctx, rkey)
-  if path then ctx:check(workflow.read_env(path)) end -- fail before anything is created
+  local doc = path and ctx:check(workflow.read_env(path)) -- fail before anything is created
   local s, conn = ctx:connect()
   local app = args.application
   if app and app:match("^%d+$") then app = tonumber(app) end
   local org = args.organization
   if org and org:match("^%d+$") then org = tonumber(org) end
+  local description = args.description or ("aap " .. os.date("!%Y-%m-%d"))
+  local marker
+  if path then
+    -- Write-ahead: should the answer be lost, the token is found again by this marker.
+    marker = workflow.new_marker()
+    description = description:sub(1, 200) .. " " .. marker
+    ctx:check(workflow.begin_create(s, path, key, marker, kind, doc and doc:get(key)))
+  end
   local tok, err = workflow.create(s, conn, {
     application = app, organization = org, scope = args.scope, verify = not args.no_verify,
-    description = args.description or ("aap " .. os.date("!%Y-%m-%d")),
+    description = description, marker = marker,
   })
+  if not tok and path and not err.uncertain then workflow.end_create(path, key) end
   ctx:check(tok, err)
   local values = values_for(tok, key, rkey)
   local replaced
@@ -99,6 +108,7 @@ local function create(args, ctx)
     if not ok then
       -- Nobody has the new token: delete it rather than leave it behind on the server.
       local dok = s:delete_token(tok.id)
+      if dok then workflow.end_create(path, key) end
       ctx:fail({ code = werr.code or "io", message = M.message(werr) ..
         (dok and " (the new token was deleted again)" or (" (the new token id=" .. tok.id ..
         " could not be deleted; revoke it with `aap token revoke " .. tok.id .. "`)")) })
