@@ -75,7 +75,8 @@ describe("load", function()
     for _, t in ipairs(all) do
       local i = ids[math.tointeger(t.id)]
       assert.is_number(i, "a token no client recorded: " .. tostring(t.id))
-      assert.equal("load-" .. i, t.description)
+      -- the client's description, then the marker of a create into an env file
+      assert.matches("^load%-" .. i .. " aap%-create:%x+$", t.description)
     end
     -- Each value works and belongs to the id its client recorded.
     for v, i in pairs(values) do
