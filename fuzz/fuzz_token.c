@@ -13,17 +13,19 @@ static void check_tostring(lua_State *L)
     int tok = lua_gettop(L);
     const char *s = luaL_tolstring(L, tok, NULL);
     FUZZ_CHECK(strchr(s, '\n') == NULL, "tostring(token) spans lines");
+    /* No secret in it: the text must not change when the secret values do. (A substring
+     * test gives false alarms: a short "secret" such as "2027-" can be part of a date.) */
     static const char *const secrets[] = { "token", "refresh_token", NULL };
     for (int i = 0; secrets[i]; i++) {
         if (lua_getfield(L, tok, secrets[i]) == LUA_TSTRING) {
-            size_t n;
-            const char *v = lua_tolstring(L, -1, &n);
-            if (n >= 4)
-                FUZZ_CHECK(strstr(s, v) == NULL, "tostring(token) holds a secret");
+            lua_pushliteral(L, "\x01replaced\x01");
+            lua_setfield(L, tok, secrets[i]);
         }
         lua_pop(L, 1);
     }
-    lua_pop(L, 1);
+    const char *again = luaL_tolstring(L, tok, NULL);
+    FUZZ_CHECK(strcmp(s, again) == 0, "tostring(token) depends on a secret value");
+    lua_pop(L, 2);
 }
 
 static int run(lua_State *L)
