@@ -14,7 +14,7 @@ build:
 	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(BUILD) -- --no-print-directory
 
-test: build
+test: deps build
 	@scripts/test.sh
 
 demo: deps build

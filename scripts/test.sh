@@ -28,13 +28,22 @@ if [ "${1:-}" = "--sanitize" ]; then
 fi
 busted --lua=lua5.4 -o TAP "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
-passed=$(grep -c '^ok ' "$log")
+passed=$(grep '^ok ' "$log" | grep -vc '# SKIP')
+skipped=$(grep '^ok ' "$log" | grep -c '# SKIP')
 failed=$(grep -c '^not ok ' "$log")
 if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
   # busted died before reporting (a spec that failed to load, a crash): count it.
   failed=1
 fi
 [ "$passed" -eq 0 ] && [ "$failed" -eq 0 ] && failed=1
+if [ "$skipped" -gt 0 ]; then
+  echo "skipped (pending):"
+  grep '^ok .*# SKIP' "$log" | sed 's/^ok [0-9]* - /  /'
+fi
 [ $san -eq 1 ] && echo "(under ASan/UBSan)"
-echo "$passed passed, $failed failed"
+if [ "$skipped" -gt 0 ]; then
+  echo "$passed passed, $failed failed, $skipped skipped"
+else
+  echo "$passed passed, $failed failed"
+fi
 [ "$failed" -eq 0 ]

@@ -29,6 +29,17 @@ describe("aap command", function()
     return helper.run(argv, opts)
   end
 
+  -- Root writes into a read-only directory anyway: run as nobody there (setpriv drops the
+  -- capabilities with the uid), so the failure paths are real in CI too.
+  local function unprivileged()
+    local p = io.popen("id -u")
+    local uid = p:read("l")
+    p:close()
+    if uid ~= "0" then return nil end
+    assert(os.execute("command -v setpriv >/dev/null"), "setpriv (util-linux) is needed to test as non-root")
+    return { "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups" }
+  end
+
   local function no_secret(res, ...)
     for _, s in ipairs({ sim.admin_password, ... }) do
       assert.is_nil(res.stderr:find(s, 1, true), "secret on stderr")
@@ -101,6 +112,25 @@ describe("aap command", function()
         local r = aap({ "whoami" }, { AAP_HOSTNAME = false, [var] = sim.url })
         assert.equal(0, r.code, var .. ": " .. r.stderr)
       end
+    end)
+
+    it("accepts a URL copied with the API path, and refuses a query string (exit 1)", function()
+      for _, suffix in ipairs({ "/", "/api/gateway/v1/", "/api/" }) do
+        local r = aap({ "whoami" }, { AAP_HOSTNAME = sim.url .. suffix })
+        assert.equal(0, r.code, suffix .. ": " .. r.stderr)
+      end
+      local r = aap({ "whoami" }, { AAP_HOSTNAME = sim.url .. "/?x=1" })
+      assert.equal(1, r.code)
+      assert.matches("query string", r.stderr)
+      assert.is_nil(r.stderr:find("internal error", 1, true))
+    end)
+
+    it("says which credentials it used when AAP_TOKEN and a password are both set", function()
+      local r = aap({ "whoami" }, { AAP_TOKEN = "notavalidtoken0123456789abcdef" })
+      assert.equal(3, r.code)
+      assert.matches("both AAP_TOKEN and a password are set", r.stderr)
+      assert.matches("%[credentials: AAP_TOKEN%]", r.stderr)
+      assert.is_nil(r.stderr:find("notavalidtoken", 1, true))
     end)
 
     it("fails with exit 1 and a clear line without a URL", function()
@@ -270,6 +300,20 @@ describe("aap command", function()
       assert.equal(200, bearer_status(j.AAP_PAT or (j.values and j.values.AAP_PAT) or j.token))
     end)
 
+    it("checks the output flags before anything is created (exit 1, no token)", function()
+      local before = token_count()
+      for _, argv in ipairs({
+        { "token", "create", "--format", "k8s-secret", "--namespace", "a b" },
+        { "token", "create", "--format", "k8s-secret", "--secret-name", "Bad_Name" },
+        { "token", "create", "--format", "env", "--key", "1BAD" },
+      }) do
+        local r = aap(argv)
+        assert.equal(1, r.code, table.concat(argv, " "))
+        assert.equal("", r.stdout)
+      end
+      assert.equal(before, token_count())
+    end)
+
     it("exits 2 with a clear line when the application does not exist", function()
       local r = aap({ "token", "create", "--application", "No Such App", "--format", "env" })
       assert.equal(2, r.code)
@@ -310,15 +354,11 @@ describe("aap command", function()
       local path = dir .. "/.env"
       local original = "OTHER=1\n"
       helper.writefile(path, original)
-      os.execute("chmod 555 " .. helper.shquote(dir))
+      os.execute("chmod 644 " .. helper.shquote(path) .. "; chmod 555 " .. helper.shquote(dir))
       local before = token_count()
-      local r = aap({ "token", "create", "--env-file", path })
+      local r = aap({ "token", "create", "--env-file", path }, nil, { wrap = unprivileged() })
       os.execute("chmod 755 " .. helper.shquote(dir))
-      if r.code == 0 then
-        pending("running as a user that can write a read-only directory (root without CAP_DAC_OVERRIDE drop)")
-        return
-      end
-      assert.equal(1, r.code)
+      assert.equal(1, r.code, r.stderr)
       assert.equal(original, helper.readfile(path))
       assert.equal(before, token_count())
       assert.matches(dir, r.stderr, 1, true)
@@ -443,11 +483,14 @@ describe("aap command", function()
       local path = dir .. "/.env"
       assert.equal(0, aap({ "token", "create", "--application", "RHDH Integration", "--env-file", path }).code)
       local v = helper.source_env(path, { "AAP_TOKEN" })
-      os.execute("chmod 555 " .. helper.shquote(dir))
-      local r = aap({ "token", "refresh", "--env-file", path }, client_env())
+      local before = helper.readfile(path)
+      os.execute(("chmod 644 %s %s.aap-state.json; chmod 555 %s"):format(helper.shquote(path),
+        helper.shquote(path), helper.shquote(dir)))
+      local r = aap({ "token", "refresh", "--env-file", path }, client_env(), { wrap = unprivileged() })
       os.execute("chmod 755 " .. helper.shquote(dir))
-      if r.code == 0 then pending("the directory is writable for this user anyway") return end
-      assert.equal(1, r.code)
+      assert.equal(1, r.code, r.stderr)
+      assert.matches(dir, r.stderr, 1, true)
+      assert.equal(before, helper.readfile(path))
       assert.equal(200, bearer_status(v.AAP_TOKEN))
     end)
   end)
@@ -468,6 +511,13 @@ describe("aap command", function()
       local items = cjson.decode(j.stdout)
       assert.is_true(#items >= 1)
       for _, t in ipairs(items) do assert.equal("personal", t.kind) end
+    end)
+
+    it("takes only a numeric --user (exit 1 otherwise)", function()
+      local r = aap({ "token", "list", "--user", "admin" })
+      assert.equal(1, r.code)
+      assert.matches("user id", r.stderr)
+      assert.equal(0, aap({ "token", "list", "--user", "2" }).code)
     end)
 
     it("shows one token and exits 2 for an unknown id", function()

@@ -26,10 +26,11 @@ local EPILOG = [[
 Connection (flags win over the environment):
   AAP_HOSTNAME (or AAP_URL, AAP_HOST, CONTROLLER_HOST)  gateway URL; https:// if no scheme
   AAP_USERNAME (default admin), AAP_PASSWORD, AAP_PASSWORD_FILE, or --password-stdin
-  AAP_TOKEN                 use this token (Bearer) instead of a password
+  AAP_TOKEN, --token-stdin  use this token (Bearer) instead of a password
   AAP_CA_FILE, AAP_VALIDATE_CERTS=false / AAP_INSECURE_SKIP_VERIFY=true, AAP_TIMEOUT
   AAP_ALLOW_INSECURE_BASIC=true   send a password over plain http:// to a remote host
   AAP_CLIENT_ID, AAP_CLIENT_SECRET   the OAuth application's client, for refresh
+  AAP_ENV_FILE              default env file (else .env)
   Passwords and tokens are never accepted on the command line.
 
 Exit codes:
@@ -76,6 +77,12 @@ function Ctx:conn(opts)
   if c.allow_insecure_basic and c.url:match("^http://") and c.password then
     self:warn("sending the password over plain http:// (--allow-insecure-basic)")
   end
+  local info = config.info[c] or {}
+  if info.both and not self.warned_both then
+    self.warned_both = true
+    self:warn("both AAP_TOKEN and a password are set: authenticating with AAP_TOKEN "
+      .. "(unset it, e.g. after `set -a; . .env`, to use the password)")
+  end
   if c.insecure and not self.warned_insecure then
     self.warned_insecure = true
     self:warn("TLS certificate verification is OFF (--insecure / AAP_VALIDATE_CERTS=false)")
@@ -88,6 +95,9 @@ function Ctx:connect(opts)
   local c = self:conn(opts)
   local s, err = require("aap").connect(c)
   if not s then raise(err) end
+  if c.token or c.password then
+    self.credentials = (config.info[c] or {}).credentials or ("the password of " .. tostring(c.username))
+  end
   self.sessions[#self.sessions + 1] = s
   return s, c
 end
@@ -195,7 +205,11 @@ function M.main(argv)
   for _, s in ipairs(ctx.sessions) do s:close() end
   if rok then return res or M.EXIT.ok end
   if getmetatable(res) == Fail then
-    io.stderr:write("aap: ", M.message(res.err), "\n")
+    local msg = M.message(res.err)
+    if type(res.err) == "table" and res.err.code == "auth" and ctx.credentials then
+      msg = msg .. " [credentials: " .. ctx.credentials .. "]"
+    end
+    io.stderr:write("aap: ", msg, "\n")
     return M.exit_code(res.err)
   end
   io.stderr:write("aap: internal error: ", res.internal, "\n")

@@ -6,6 +6,10 @@ local M = {}
 
 local getenv = os.getenv
 
+--- What the options for aap.connect do not carry: which credentials were chosen, and
+-- whether another kind was set too (keyed by the options table; weak).
+M.info = setmetatable({}, { __mode = "k" })
+
 --- A local error (exit code 1): a table with code "usage" and a message.
 local ConfigError = {}
 ConfigError.__index = ConfigError
@@ -50,7 +54,8 @@ local function first_env(names)
 end
 
 --- The gateway's base URL from --url or AAP_HOSTNAME / AAP_URL / AAP_HOST / CONTROLLER_HOST.
--- A bare host name gets https://. A trailing slash or path is dropped from the base.
+-- A bare host name gets https://; trailing slashes and an API path (/api/gateway/v1/,
+-- /api/v2/, ...) are dropped, since aap adds the API's paths itself.
 function M.url(flag)
   local v, from = flag, "--url"
   if not v or v == "" then v, from = first_env({ "AAP_HOSTNAME", "AAP_URL", "AAP_HOST", "CONTROLLER_HOST" }) end
@@ -66,7 +71,15 @@ function M.url(flag)
   if v:match("^%a+://[^/]*@") then
     return fail("%s must not carry credentials; use AAP_USERNAME and AAP_PASSWORD", from)
   end
+  if v:find("[?#]") then return fail("%s must not have a query string or fragment", from) end
+  -- The API's own path is added by aap: accept a URL copied from the browser or the docs.
   v = v:gsub("/+$", "")
+  for _, suffix in ipairs({ "/api/gateway/v1", "/api/controller/v2", "/api/v2", "/api/gateway", "/api" }) do
+    if v:sub(-#suffix) == suffix then
+      v = v:sub(1, -#suffix - 1)
+      break
+    end
+  end
   return v
 end
 
@@ -124,6 +137,11 @@ function M.connection(args, opts)
   end
   if token and token ~= "" and not args.password_stdin then
     c.token = token
+    M.info[c] = {
+      credentials = args.token_stdin and "the token from --token-stdin" or "AAP_TOKEN",
+      both = not args.token_stdin and ((getenv("AAP_PASSWORD") or "") ~= "" or
+        (getenv("AAP_PASSWORD_FILE") or "") ~= ""),
+    }
     return c
   end
   c.username = args.username or getenv("AAP_USERNAME")

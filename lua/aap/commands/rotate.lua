@@ -31,6 +31,7 @@ local function rotate_cmd(args, ctx)
   local path = args.env_file or os.getenv("AAP_ENV_FILE")
   if not path or path == "" then path = ".env" end
   if args.key and not envfile.valid_key(args.key) then ctx:usage("%q is not a valid env key", args.key) end
+  token_cmd.check_output_flags(ctx, args) -- before anything changes
   local conn = has_credentials(args) and ctx:conn() or ctx:conn({ anonymous = true })
   local res, e = rotate.run({
     conn = conn, env_file = path, key = args.key, refresh_key = args.refresh_key, policy = args.policy,

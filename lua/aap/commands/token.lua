@@ -72,12 +72,25 @@ local function validate_key(ctx, key)
   if not key:match("^[A-Za-z_][A-Za-z0-9_]*$") then ctx:usage("%q is not a valid env key", key) end
 end
 
+--- Checks every output flag before anything is sent, so a typo never costs a token.
+function M.check_output_flags(ctx, args)
+  local export = require("aap.export")
+  for _, k in ipairs({ args.key or "AAP_PAT", args.refresh_key or "REFRESH_TOKEN" }) do validate_key(ctx, k) end
+  if args.format == "k8s-secret" then
+    local ok, why = export.check_name(args.secret_name)
+    if not ok then ctx:usage("%s", why) end
+    if args.namespace then
+      ok, why = export.check_namespace(args.namespace)
+      if not ok then ctx:usage("%s", why) end
+    end
+  end
+end
+
 local function create(args, ctx)
   local path, fmt = destinations(args)
   local kind = args.application and "application" or "personal"
   local key, rkey = keys_for(args, kind)
-  validate_key(ctx, key)
-  validate_key(ctx, rkey)
+  M.check_output_flags(ctx, args)
   local doc = path and ctx:check(workflow.read_env(path)) -- fail before anything is created
   local s, conn = ctx:connect()
   local app = args.application
@@ -130,6 +143,7 @@ M.message = function(err) return require("aap.cli").message(err) end
 local function refresh(args, ctx)
   local path = args.env_file or os.getenv("AAP_ENV_FILE") or ".env"
   local key, rkey = keys_for(args, "application")
+  M.check_output_flags(ctx, args)
   local doc = ctx:check(workflow.read_env(path))
   local rt = doc:get(rkey)
   if not rt or rt == "" then ctx:usage("%s holds no %s to refresh with", path, rkey) end
@@ -209,7 +223,10 @@ local function list(args, ctx)
     end
     filters.application = tonumber(app)
   end
-  if args.user then filters.user = args.user end
+  if args.user then
+    if not args.user:match("^%d+$") then ctx:usage("--user takes a user id (a number), not %q", args.user) end
+    filters.user = args.user
+  end
   if args.kind == "personal" then filters.application__isnull = "true" end
   if args.kind == "application" then filters.application__isnull = "false" end
   local rows, items = {}, {}
