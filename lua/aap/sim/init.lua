@@ -179,11 +179,11 @@ function M.main(argv)
   local ok, args = p:pparse(argv or {})
   if not ok then
     io.stderr:write(p:get_usage(), "\n\naap sim: error: ", tostring(args), "\n")
-    return 2
+    return 1
   end
   local function err(msg)
     io.stderr:write("aap sim: ", msg, "\n")
-    return 2
+    return 1
   end
   if (args.tls_cert == nil) ~= (args.tls_key == nil) then return err("--tls-cert and --tls-key go together") end
   if not args.port or args.port < 0 or args.port > 65535 then return err("--port must be 0..65535") end

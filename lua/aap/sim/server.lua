@@ -329,6 +329,11 @@ local function read_request(conn)
     local ok = conn:fill(deadline)
     if not ok then return nil end
   end
+  if not conn.tls and conn.buf:byte(1) == 0x16 then
+    -- A TLS ClientHello on the plain-HTTP port (https:// to an http emulator): answer at
+    -- once, as a real server does, instead of waiting for a request line that never comes.
+    return nil, error_page(400, "TLS handshake on a plain HTTP port")
+  end
   deadline = gettime() + srv.request_timeout
   local head_end, body_start
   while true do
