@@ -8,6 +8,7 @@
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define MESSAGE_MAX 300
 #define SCRUB_MAX 16384   /* bytes of an error body read before scrubbing and capping */
@@ -74,6 +75,33 @@ static void add_clean(luaL_Buffer *b, size_t *room, const char *s, size_t n, int
 }
 
 /* Trims a message to MESSAGE_MAX bytes on a UTF-8 boundary (value at top). */
+/* The text inside the first <name ...>...</name> of an HTML body (case-insensitive), or
+ * NULL. Bounded by n: the body is not NUL-terminated. */
+static const char *tag_text(const char *s, size_t n, const char *name, size_t *len)
+{
+    size_t k = strlen(name);
+    for (size_t i = 0; i + k + 2 <= n; i++) {
+        if (s[i] != '<' || strncasecmp(s + i + 1, name, k) != 0)
+            continue;
+        char after = s[i + 1 + k];
+        if (after != '>' && after != ' ' && after != '\t')
+            continue;
+        const char *open_end = memchr(s + i, '>', n - i);
+        if (!open_end)
+            return NULL;
+        const char *start = open_end + 1;
+        size_t rest = n - (size_t)(start - s);
+        for (size_t j = 0; j + k + 3 <= rest; j++) {
+            if (start[j] == '<' && start[j + 1] == '/' && strncasecmp(start + j + 2, name, k) == 0) {
+                *len = j;
+                return start;
+            }
+        }
+        return NULL;
+    }
+    return NULL;
+}
+
 static void cap_message(lua_State *L)
 {
     size_t n;
@@ -270,7 +298,16 @@ int aap_push_response_error(lua_State *L, aap_session *S, const aap_xfer *x,
         luaL_Buffer b;
         size_t room = SCRUB_MAX;     /* generous: secrets are scrubbed before the cap */
         luaL_buffinit(L, &b);
-        add_clean(&b, &room, body, x->body.len, 1);
+        /* An HTML page (a proxy's 502, a server's 500): its <title>, else its first
+         * <h1>, says it all; the rest is boilerplate that repeats it. */
+        size_t inner = 0;
+        const char *t = tag_text(body, x->body.len, "title", &inner);
+        if (!t || inner == 0)
+            t = tag_text(body, x->body.len, "h1", &inner);
+        if (t && inner > 0)
+            add_clean(&b, &room, t, inner, 1);
+        else
+            add_clean(&b, &room, body, x->body.len, 1);
         luaL_pushresult(&b);
         have = lua_rawlen(L, -1) > 0;
         if (!have)

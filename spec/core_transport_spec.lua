@@ -435,6 +435,26 @@ describe("transport against a scripted stub", function()
     stub:stop()
   end)
 
+  it("takes an HTML error page's title (else its first h1) as the message, once", function()
+    local stub = start_stub([[
+      local h = { { "Content-Type", "text/html" } }
+      return {
+        ["/api/gateway/v1/me/"] = { status = 502, headers = h, body = "<html><head><title>502 Bad Gateway</title>"
+          .. "</head><body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>" },
+        ["/api/gateway/v1/ping/"] = { status = 500, headers = h,
+          body = "<!doctype html><H1 class='x'>Server Error (500)</H1><p>Server Error (500)</p>" },
+        ["/api/gateway/v1/tokens/"] = { status = 500, headers = h, body = "<p>plain <b>text</b> only</p>" } }]])
+    local s = connect(stub.url, { retries = 0, flavor = "gateway" })
+    local _, e1 = s:me()
+    assert.equals("502 Bad Gateway", e1.message)
+    local _, e2 = s:ping()
+    assert.equals("Server Error (500)", e2.message)
+    local _, e3 = s:tokens({})
+    assert.equals("plain text only", e3.message)
+    s:close()
+    stub:stop()
+  end)
+
   it("stays on the session's host when a next link names another", function()
     local stub = start_stub([[
       local p1 = '{"count": 2, "next": "http://evil.example:9/api/gateway/v1/tokens/?page=2", "results": [{"id": 1}]}'
