@@ -556,6 +556,26 @@ describe("aap command", function()
     end)
   end)
 
+  describe("revoking an application token", function()
+    it("also revokes its refresh token when the client is known", function()
+      sim:configure({ refresh_after_delete = true })
+      local dir = helper.tmpdir()
+      local path = dir .. "/.env"
+      assert.equal(0, aap({ "token", "create", "--application", "RHDH Integration", "--env-file", path }).code)
+      local v = helper.source_env(path, { "REFRESH_TOKEN" })
+      local client = { AAP_CLIENT_ID = sim.seed.application.client_id,
+                       AAP_CLIENT_SECRET = sim.seed.application.client_secret }
+      local r = aap({ "token", "revoke", "--env-file", path }, client)
+      assert.equal(0, r.code, r.stderr)
+      local form = ("grant_type=refresh_token&refresh_token=%s&client_id=%s&client_secret=%s"):format(
+        v.REFRESH_TOKEN, client.AAP_CLIENT_ID, client.AAP_CLIENT_SECRET)
+      local st, body = sim:json("POST", "/o/token/", { body = form,
+        headers = { ["content-type"] = "application/x-www-form-urlencoded" } })
+      assert.equal(400, st)
+      assert.equal("invalid_grant", body.error)
+    end)
+  end)
+
   describe("applications", function()
     it("lists, shows by name and by id", function()
       local r = aap({ "app", "list", "--format", "json" })

@@ -289,7 +289,19 @@ local function revoke(args, ctx)
     if not ok and not (derr and derr.code == "not_found") then ctx:fail(derr) end
   end
   local remove = { key }
-  if doc:get(rkey) and (rec.kind == "application" or key == workflow.KEYS.token) then remove[2] = rkey end
+  local refresh_value = doc:get(rkey)
+  if refresh_value and (rec.kind == "application" or key == workflow.KEYS.token) then
+    remove[2] = rkey
+    -- DELETE leaves the refresh token alive (API doc 5.6): revoke it too, when the client is known.
+    local client = require("aap.config").client(doc)
+    if client then
+      local ok, rerr = s:revoke({ token = refresh_value, client_id = client.client_id,
+                                  client_secret = client.client_secret, token_type_hint = "refresh_token" })
+      if not ok then ctx:warn("could not revoke the refresh token: " .. M.message(rerr)) end
+    else
+      ctx:info("the refresh token was not revoked (no AAP_CLIENT_ID); it stops working after its lifetime")
+    end
+  end
   ctx:check(workflow.save(path, {}, {}, remove))
   ctx:info(("revoked token id=%s; removed %s from %s"):format(tostring(id or rec.id or "?"),
     table.concat(remove, ", "), path))
