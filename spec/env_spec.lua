@@ -10,7 +10,7 @@ local shquote, readfile, writefile = helper.shquote, helper.readfile, helper.wri
 local function has(cmd)
   return os.execute(cmd .. " >/dev/null 2>&1") == true
 end
-local HAVE_DOTENV = has("python3 -c 'import dotenv'")
+local HAVE_DOTENV = helper.PYTHON_DOTENV ~= nil
 local HAVE_KUBECTL = has("kubectl version --client")
 local IS_ROOT = io.popen("id -u"):read("l") == "0"
 local AAP_CPATH = os.getenv("AAP_CPATH") or "build"
@@ -18,7 +18,7 @@ local CPATH = (AAP_CPATH:sub(1, 1) == "/" and AAP_CPATH or (helper.ROOT .. "/" .
 
 -- What python-dotenv reads from a file (interpolation on, as load_dotenv does).
 local function dotenv_values(path)
-  local p = io.popen("python3 -c " .. shquote([[
+  local p = io.popen(helper.PYTHON_DOTENV .. " -c " .. shquote([[
 import json, sys
 from dotenv import dotenv_values
 sys.stdout.write(json.dumps(dotenv_values(sys.argv[1])))]]) .. " " .. shquote(path))

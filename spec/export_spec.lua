@@ -7,7 +7,7 @@ local lyaml = require("lyaml") -- Debian package lua-yaml
 
 local shquote, readfile, writefile = helper.shquote, helper.readfile, helper.writefile
 
-local HAVE_DOTENV = os.execute("python3 -c 'import dotenv' >/dev/null 2>&1") == true
+local HAVE_DOTENV = helper.PYTHON_DOTENV ~= nil
 
 -- Values that break naive quoting in one format or another.
 local NASTY = {
@@ -58,7 +58,7 @@ describe("aap.export env format", function()
     local got = helper.source_env(path, keys_of(list))
     assert.same(values_of(list), got)
     if HAVE_DOTENV then
-      local p = io.popen("python3 -c " .. shquote(
+      local p = io.popen(helper.PYTHON_DOTENV .. " -c " .. shquote(
         "import json,sys\nfrom dotenv import dotenv_values\nprint(json.dumps(dotenv_values(sys.argv[1])))")
         .. " " .. shquote(path))
       local py = cjson.decode(p:read("a"))

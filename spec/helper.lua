@@ -282,5 +282,14 @@ chmod 600 *.key
            wrong_cert = dir .. "/wrong.pem", wrong_key = dir .. "/wrong.key" }
 end
 
+--- A Python interpreter that has python-dotenv (Debian's python3-dotenv is for /usr/bin/python3;
+-- another python3 may come first in PATH), or nil. Under CI it must be there: no silent skip.
+M.PYTHON_DOTENV = (function()
+  for _, py in ipairs({ "/usr/bin/python3", "python3" }) do
+    if os.execute(py .. " -c 'import dotenv' >/dev/null 2>&1") == true then return py end
+  end
+  assert(os.getenv("CI") ~= "true", "python3-dotenv is missing (scripts/deps.sh installs it)")
+end)()
+
 M.json = cjson
 return M
