@@ -65,4 +65,10 @@ say "the resulting .env (values redacted; mode $(stat -c %a "$env_file"))"
 lua5.4 -e 'package.path = "lua/?.lua;" .. package.path
   io.write(require("aap.export").redacted_env(io.read("a")))' <"$env_file"
 
+if [ -n "${GATEWAY:-}" ]; then
+  # On a real gateway, leave nothing behind: the demo's .env goes away with its directory.
+  say "8. clean up: revoke the application token too (a real gateway keeps it otherwise)"
+  show token revoke --env-file "$env_file"
+fi
+
 say "done"
