@@ -403,14 +403,34 @@ local function process_pending(o)
         elseif e.wait_for_use then
           local new, nerr = s:token(e.wait_for_use.id)
           if not new and nerr.code ~= "not_found" then return nil, nerr end
-          local used = not new or (new.last_used and new.last_used > (e.wait_for_use.after or 0))
+          local used = new and new.last_used and new.last_used > (e.wait_for_use.after or 0) or false
+          local gone_why
+          if not new then
+            -- The token the consumer was to pick up is gone (deleted outside aap): revoking the
+            -- old one now could cut off a consumer still on it. Wait for the key's current token.
+            local cur = o.st.keys[e.key or o.key]
+            if cur and cur.id and cur.id ~= e.wait_for_use.id then
+              gone_why = ("the new token id=%d is gone; waiting for the consumer to use token id=%d instead")
+                :format(e.wait_for_use.id, cur.id)
+              if not o.dry_run then
+                e.wait_for_use = { id = cur.id, after = math.ceil(o.now) }
+                changed = true
+              end
+            else
+              gone_why = ("the new token id=%d no longer exists; the old token id=%d is kept until a new one "
+                .. "is in use (run a rotation)"):format(e.wait_for_use.id, e.id)
+            end
+            o.warn(gone_why)
+          end
           if not used and e.max_wait_until and o.now >= e.max_wait_until then
             used = true
             o.warn(("the consumer never used token id=%d; revoking the old token id=%d anyway (max_wait)")
               :format(e.wait_for_use.id, e.id))
           end
           due = used
-          if not used then why = ("waiting for the consumer to use the new token id=%d"):format(e.wait_for_use.id) end
+          if not used then
+            why = gone_why or ("waiting for the consumer to use the new token id=%d"):format(e.wait_for_use.id)
+          end
         end
         if due and o.dry_run then
           notes[#notes + 1] = ("would revoke the old token id=%d"):format(e.id)
