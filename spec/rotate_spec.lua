@@ -213,6 +213,7 @@ describe("aap token rotate", function()
       assert.is_true(works(old))
       -- the next rotation replaces the dead token; the old one waits for the replacement's use
       r = rotate({ "--policy", pol })
+      assert.equal(0, r.code, r.stderr)
       local newer = get(env_path, "AAP_PAT")
       assert.is_true(works(newer))
       assert.is_true(works(old))
