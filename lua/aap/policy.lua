@@ -305,7 +305,8 @@ function M.decide(p, tok, now)
     return { action = "rotate", code = "missing",
              reason = "the token no longer exists on the gateway (revoked or deleted)" }
   end
-  local age = tok.created and (now - tok.created) or nil
+  -- Clocks differ by a little (the gateway's `created` vs the `now` aap reads): never negative.
+  local age = tok.created and math.max(0, now - tok.created) or nil
   local left = tok.expires and (tok.expires - now) or nil
   local d = { age = age, expires_in = left }
   local function out(action, code, reason)
