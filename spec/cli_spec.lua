@@ -349,6 +349,36 @@ describe("aap command", function()
       assert.equal("640", helper.mode(path))
     end)
 
+    it("records a create whose answer was lost, and the next run deletes the token made late", function()
+      local socket = require("socket")
+      local dir = helper.tmpdir()
+      local path = dir .. "/.env"
+      sim:fault({ kind = "delay", delay_ms = 1500, count = 1, method = "POST", path = "/api/gateway/v1/tokens/" })
+      local r = aap({ "token", "create", "--env-file", path, "--timeout", "0.5" })
+      assert.equal(4, r.code, r.stderr)
+      assert.matches("recorded by its marker", r.stderr)
+      -- the gateway finishes the request after the client gave up
+      local late
+      for _ = 1, 200 do
+        local _, body = sim:control("GET", "/api/gateway/v1/tokens/?description__contains=aap-create:")
+        if body and body.count == 1 then late = body.results[1] break end
+        socket.select(nil, nil, 0.02)
+      end
+      assert.is_table(late, "the delayed create never landed")
+      local st = cjson.decode(helper.readfile(path .. ".aap-state.json"))
+      local recorded = false
+      for _, it in pairs(st.rotations or {}) do
+        if late.description:find(it.marker, 1, true) then recorded = true end
+      end
+      assert.is_true(recorded, "the late token is not recorded by its marker")
+      local again = aap({ "token", "create", "--env-file", path })
+      assert.equal(0, again.code, again.stderr)
+      assert.equal(404, (sim:control("GET", ("/api/gateway/v1/tokens/%d/"):format(late.id))))
+      assert.equal(1, token_count())
+      st = cjson.decode(helper.readfile(path .. ".aap-state.json"))
+      assert.is_nil(next(st.rotations or {}))
+    end)
+
     it("creates nothing, or deletes it again, when the env file cannot be written", function()
       local dir = helper.tmpdir()
       local path = dir .. "/.env"

@@ -25,6 +25,16 @@ local function copy(t)
   return c
 end
 
+-- Once a session has told the gateway from a controller, later sessions with the same
+-- options (the Bearer check, identify) need not ask again: one request fewer each.
+local function pin_flavor(conn, s)
+  if conn.flavor == nil or conn.flavor == "auto" then
+    local fl = s:flavor()
+    if fl then conn.flavor = fl end
+  end
+end
+M.pin_flavor = pin_flavor
+
 --- Options for a Bearer session with a token value, from a connection table.
 function M.bearer(conn, token_value)
   local c = copy(conn)
@@ -116,8 +126,9 @@ function M.create(s, conn, opts)
       local ids
       if opts.marker then
         ids = M.sweep_marker(s, opts.marker)
-        if ids and #ids == 0 then
-          -- The gateway may still finish the request: the marker stays recorded.
+        if not ids or #ids == 0 then
+          -- The gateway may still finish the request, or could not be asked: the marker stays
+          -- recorded and the next run on the env file sweeps again.
           err.uncertain = true
           ids = nil
         end
@@ -129,8 +140,8 @@ function M.create(s, conn, opts)
         err.message = tostring(err.message) .. (" (the token the gateway made anyway, id=%s, was deleted)")
           :format(table.concat(ids, ","))
       elseif err.uncertain then
-        err.message = tostring(err.message) .. " (a token the gateway may still make is recorded by its marker; "
-          .. "the next aap run on this env file deletes it)"
+        err.message = tostring(err.message) .. " (should the gateway have made a token, it is recorded by its "
+          .. "marker; the next aap run on this env file deletes it)"
       elseif not ids then
         err.message = tostring(err.message) .. " (the gateway may have made a token anyway: check `aap token list`)"
       end
@@ -142,6 +153,7 @@ function M.create(s, conn, opts)
     return nil, local_error("bad_response", "the gateway did not return the new token's value")
   end
   if opts.verify ~= false then
+    pin_flavor(conn, s)
     local me, verr = M.verify(conn, tok.token)
     if not me then
       s:delete_token(tok.id)
@@ -154,6 +166,7 @@ end
 
 --- Refreshes an application token at the token endpoint. The gateway deletes the old access
 -- token at once and revokes the old refresh token: the caller must save the result.
+-- `conn.flavor` is set to the flavor found, when it was "auto".
 -- @tparam table conn connection options (no credentials needed)
 -- @tparam table opts refresh_token, client_id, client_secret, scope
 -- @treturn Token the new pair (no id), or nil, err
@@ -163,6 +176,7 @@ function M.refresh(conn, opts)
   local s, err = aap.connect(c)
   if not s then return nil, err end
   local tok, rerr = s:refresh(opts)
+  if tok then pin_flavor(conn, s) end
   s:close()
   return tok, rerr
 end
