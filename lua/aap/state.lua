@@ -88,6 +88,24 @@ function M.lock(env_file, wait)
   return lk
 end
 
+--- The fingerprint of a secret value kept in the state file instead of the value: 16 hex
+-- digits of its SHA-256 (enough to tell values apart, useless to guess them).
+-- The empty value's is a constant, so that a fresh env file needs no digest library.
+local EMPTY_FP = "e3b0c44298fc1c14"
+function M.fingerprint(value)
+  if value == nil or value == "" then return EMPTY_FP end
+  local d = require("openssl.digest").new("sha256"):final(value)
+  return (d:sub(1, 8):gsub(".", function(c) return ("%02x"):format(c:byte()) end))
+end
+
+--- Random hex digits (2 per byte) from the kernel, for markers.
+function M.random_hex(nbytes)
+  local f = assert(io.open("/dev/urandom", "rb"))
+  local b = f:read(nbytes)
+  f:close()
+  return (b:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
+end
+
 --- The metadata recorded for a token: what rotation and revocation need, no secret.
 function M.record(tok, extra)
   local r = {

@@ -199,8 +199,7 @@ M.MARKER = "aap-create:"
 
 --- A fresh marker.
 function M.new_marker()
-  local b = require("openssl.rand").bytes(8)
-  return M.MARKER .. (b:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
+  return M.MARKER .. state.random_hex(8)
 end
 
 --- Deletes every token whose description holds the marker, except `keep` (an id).
@@ -261,7 +260,7 @@ function M.begin_create(s, path, key, marker, kind, current)
   end
   return with_state(path, function(st)
     st.rotations[key] = { strategy = "recreate", origin = "create", marker = marker, kind = kind,
-                          started = os.time(), old_fp = require("aap.rotate").fingerprint(current or "") }
+                          started = os.time(), old_fp = state.fingerprint(current) }
     return true
   end)
 end
