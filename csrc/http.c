@@ -483,12 +483,15 @@ double aap_retry_after(const aap_buf *head)
     memcpy(tmp, v, n);
     tmp[n] = '\0';
     char *end;
+    /* Capped at a day: a server's number is data, and an absurd one must neither
+     * overflow a conversion nor stall a client for years. */
+    const double cap = 86400;
     long long secs = strtoll(tmp, &end, 10);
     if (end != tmp && *end == '\0')
-        return secs < 0 ? 0 : (double)secs;
+        return secs < 0 ? 0 : secs > (long long)cap ? cap : (double)secs;
     time_t when = curl_getdate(tmp, NULL);       /* an HTTP date */
     if (when == (time_t)-1)
         return -1;
     double d = (double)when - aap_now();
-    return d > 0 ? d : 0;
+    return d > cap ? cap : d > 0 ? d : 0;
 }
