@@ -5,6 +5,8 @@
 #   scripts/fuzz.sh time            one harness
 #   scripts/fuzz.sh --merge [name]  also fold new coverage back into fuzz/corpus/ (minimised)
 # New inputs go to a scratch directory, so a plain run never touches the committed corpus.
+# FUZZ_SEED=N fixes the mutation sequence (CI: a regression-and-smoke run that does not turn
+# red at random on a new finding; `make fuzz` explores with a fresh seed each time).
 # A crash leaves its input as build-fuzz/crash-* and the script fails.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -34,7 +36,7 @@ for h in "${harnesses[@]}"; do
   echo "::: fuzz $h: ${secs}s"
   # -rss_limit_mb: Lua and libcurl are in the process; -timeout: one input, seconds.
   if ! ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
-      "$out/fuzz_$h" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
+      "$out/fuzz_$h" -max_total_time="$secs" ${FUZZ_SEED:+-seed="$FUZZ_SEED"} -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
       -print_final_stats=1 -artifact_prefix="$out/crash-$h-" "$scratch" "$corpus" 2>"$out/fuzz_$h.log"; then
     tail -n 60 "$out/fuzz_$h.log" >&2
     echo "::: fuzz $h: FAILED (see $out/fuzz_$h.log; the input is $out/crash-$h-*)" >&2
@@ -53,6 +55,6 @@ done
 
 if [ ${#@} -eq 0 ] || printf '%s\n' "$@" | grep -qx env; then
   echo "::: fuzz env (Lua: .env read/edit/write round trip): ${secs}s"
-  lua5.4 fuzz/env_fuzz.lua "$secs" || status=1
+  lua5.4 fuzz/env_fuzz.lua "$secs" ${FUZZ_SEED:+"$FUZZ_SEED"} || status=1
 fi
 exit $status
