@@ -239,18 +239,7 @@ local function delete(s, id)
 end
 
 -- Finds and deletes the tokens whose description holds the marker (an interrupted create).
-local function sweep_marker(s, marker)
-  local deleted = {}
-  for tok, e in s:each_token({}) do
-    if not tok then return nil, e end
-    if tok.description and tok.description:find(marker, 1, true) then
-      local ok, derr = delete(s, tok.id)
-      if not ok then return nil, derr end
-      deleted[#deleted + 1] = tok.id
-    end
-  end
-  return deleted
-end
+local sweep_marker = workflow.sweep_marker
 
 -- Records that the env file now holds `new` (a Token or state record) in place of the
 -- intent's old token, which goes on the pending list.

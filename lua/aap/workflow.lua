@@ -202,8 +202,9 @@ function M.new_marker()
   return M.MARKER .. state.random_hex(8)
 end
 
---- Deletes every token whose description holds the marker, except `keep` (an id).
--- @treturn ?table the ids deleted, or nil, err
+--- Deletes every token whose description holds the marker, except `keep` (an id). Used by
+-- token create and by aap.rotate (both write such markers).
+-- @treturn ?table the ids deleted (integers), or nil, err
 function M.sweep_marker(s, marker, keep)
   local list, err = s:tokens({ description__contains = marker })
   if not list then return nil, err end
@@ -212,7 +213,7 @@ function M.sweep_marker(s, marker, keep)
     if t.id ~= keep and (t.description or ""):find(marker, 1, true) then
       local ok, derr = s:delete_token(t.id)
       if not ok and not (derr and derr.code == "not_found") then return nil, derr end
-      ids[#ids + 1] = tostring(t.id)
+      ids[#ids + 1] = t.id
     end
   end
   return ids
