@@ -27,6 +27,24 @@ if [ "${1:-}" = "--sanitize" ]; then
   export PATH="$wrap:$PATH"
   case "${AAP_CPATH:-}" in /*) ;; ?*) export AAP_CPATH="$PWD/$AAP_CPATH" ;; esac
 fi
+# The reference gateway (../shared/reference-gateway: the real token API code), started once for
+# the whole run; spec/reference.lua attaches to it. Absent (someone else's clone): the reference
+# specs say they are skipped; under CI=true that is a failure.
+ref_pid=""
+REF_UP=${AAP_REFERENCE_GATEWAY:-$PWD/../shared/reference-gateway}/up.sh
+if [ -z "${AAP_REFERENCE_URL:-}" ] && [ -f "$REF_UP" ] && [ "${AAP_REFERENCE:-1}" != 0 ]; then
+  if read -r ref_url ref_pid ref_dir < <(bash "$REF_UP"); then
+    cp "$ref_dir/gateway.sqlite3" "$ref_dir/pristine.sqlite3"
+    export AAP_REFERENCE_URL=$ref_url AAP_REFERENCE_DIR=$ref_dir
+    echo "reference gateway: $ref_url (pid $ref_pid)"
+  else
+    echo "reference gateway: up.sh failed" >&2
+    ref_pid=""
+    [ "${CI:-}" = true ] && { echo "0 passed, 1 failed"; exit 1; }
+  fi
+fi
+stop_ref() { [ -n "$ref_pid" ] && kill "$ref_pid" 2>/dev/null && rm -rf "$ref_dir"; ref_pid=""; }
+trap 'stop_ref; rm -f "$log"; [ -n "$wrap" ] && rm -rf "$wrap"' EXIT
 busted --lua=lua5.4 -o TAP "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 passed=$(grep '^ok ' "$log" | grep -vc '# SKIP')

@@ -292,4 +292,5 @@ M.PYTHON_DOTENV = (function()
 end)()
 
 M.json = cjson
+M.Sim = Sim
 return M
