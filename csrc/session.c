@@ -382,12 +382,46 @@ int aap_has_field(lua_State *L, int idx, const char *f)
     return t != LUA_TNIL;
 }
 
+/* Detection failed: one error naming every URL tried with its status. When one
+ * of them answered 5xx the gateway is there but failing: code "server" with that
+ * status (an outage is not a wrong URL); else "bad_response". */
+static int detection_failed(lua_State *L, aap_session *S, const char *const *paths,
+                            const long *status, int n)
+{
+    long outage = 0;
+    int last = n - 1;
+    for (int i = 0; i < n; i++)
+        if (status[i] >= 500 && status[i] <= 599) {
+            outage = status[i];
+            last = i;
+        }
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    if (outage)
+        lua_pushfstring(L, "the gateway at %s is failing (HTTP %d), so its API could not be told apart: ",
+                        S->base, (int)outage);
+    else
+        lua_pushfstring(L, "no AAP gateway or controller API found at %s: ", S->base);
+    luaL_addvalue(&b);
+    for (int i = 0; i < n; i++) {
+        lua_pushfstring(L, "%sGET %s -> %d", i ? ", " : "", paths[i], (int)status[i]);
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    aap_fail(L, outage ? "server" : "bad_response", outage, lua_tostring(L, -1), "GET", paths[last]);
+    lua_remove(L, -3);
+    return 2;
+}
+
 int aap_need_flavor(lua_State *L, aap_session *S)
 {
+    static const char *const paths[] = { "/api/gateway/v1/ping/", "/api/v2/ping/", "/api/",
+                                         "/api/gateway/v1/me/" };
+    long status[4] = { 0, 0, 0, 0 };
     if (S->flavor != AAP_FLAVOR_UNKNOWN)
         return 0;
     int top = lua_gettop(L);
-    long st = probe(L, S, "/api/gateway/v1/ping/");
+    long st = status[0] = probe(L, S, paths[0]);
     if (st < 0)
         return 2;
     /* A gateway: 200 with pong/status; or a JSON 401/403 when ping needs auth. */
@@ -398,7 +432,7 @@ int aap_need_flavor(lua_State *L, aap_session *S)
         return 0;
     }
     lua_settop(L, top);
-    st = probe(L, S, "/api/v2/ping/");
+    st = status[1] = probe(L, S, paths[1]);
     if (st < 0)
         return 2;
     if (st == 200 && (aap_has_field(L, -1, "ha") || aap_has_field(L, -1, "active_node") ||
@@ -408,7 +442,7 @@ int aap_need_flavor(lua_State *L, aap_session *S)
         return 0;
     }
     lua_settop(L, top);
-    st = probe(L, S, "/api/");
+    st = status[2] = probe(L, S, paths[2]);
     if (st < 0)
         return 2;
     if (st == 200 && aap_has_field(L, -1, "apis")) {
@@ -419,12 +453,19 @@ int aap_need_flavor(lua_State *L, aap_session *S)
         S->flavor = AAP_FLAVOR_CONTROLLER;
     }
     lua_settop(L, top);
-    if (S->flavor == AAP_FLAVOR_UNKNOWN) {
-        lua_pushfstring(L, "no AAP gateway or controller API found at %s", S->base);
-        aap_fail(L, "bad_response", 0, lua_tostring(L, -1), "GET", "/api/");
-        lua_remove(L, -3);
+    if (S->flavor != AAP_FLAVOR_UNKNOWN)
+        return 0;
+    /* A gateway without ping/ (or behind a proxy that hides it): me/ is DRF's, JSON
+     * with `results`, or a JSON 401/403 with `detail`. */
+    st = status[3] = probe(L, S, paths[3]);
+    if (st < 0)
         return 2;
-    }
+    if ((st == 200 && aap_has_field(L, -1, "results")) ||
+        ((st == 401 || st == 403) && aap_has_field(L, -1, "detail")))
+        S->flavor = AAP_FLAVOR_GATEWAY;
+    lua_settop(L, top);
+    if (S->flavor == AAP_FLAVOR_UNKNOWN)
+        return detection_failed(L, S, paths, status, 4);
     return 0;
 }
 

@@ -310,3 +310,50 @@ for _, flavor in ipairs({ "gateway", "controller" }) do
     end)
   end)
 end
+
+describe("flavor detection when it fails", function()
+  local sim
+  setup(function() sim = h.start_sim() end)
+  teardown(function() sim:stop() end)
+  before_each(function() sim:reset() end)
+
+  local function session()
+    return assert(aap.connect({ url = sim.url, username = "admin", password = h.ADMIN_PASSWORD, retries = 0 }))
+  end
+
+  it("finds a gateway without ping/ through me/", function()
+    sim:fault({ kind = "404", count = 1, path = "/api/gateway/v1/ping/" })
+    local s = session()
+    assert.equals("gateway", s:flavor())
+    assert.truthy(s:me())
+    s:close()
+  end)
+
+  local PROBES = { "/api/gateway/v1/ping/", "/api/v2/ping/", "/api/", "/api/gateway/v1/me/" }
+  local function every_probe_answers(kind)
+    for _, p in ipairs(PROBES) do sim:fault({ kind = kind, count = 1, path = p }) end
+    return session()
+  end
+
+  it("names every URL it tried, with its status", function()
+    local s = every_probe_answers("404")
+    local f, err = s:flavor()
+    assert.is_nil(f)
+    assert.equals("bad_response", err.code)
+    for _, p in ipairs(PROBES) do
+      assert.matches("GET " .. p:gsub("%p", "%%%0") .. " %-> 404", err.message)
+    end
+    s:close()
+  end)
+
+  it("reports a gateway answering 503 as an outage, not as a wrong URL", function()
+    local s = every_probe_answers("503")
+    local f, err = s:flavor()
+    assert.is_nil(f)
+    assert.equals("server", err.code)
+    assert.equals(503, err.status)
+    assert.matches("failing %(HTTP 503%)", err.message)
+    assert.not_matches("no AAP gateway", err.message)
+    s:close()
+  end)
+end)

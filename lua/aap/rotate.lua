@@ -273,8 +273,7 @@ local function recover(o)
   if it.strategy == "refresh" then
     if file_fp ~= it.old_fp then
       -- The refreshed pair reached the file: identify the token by its value and record it.
-      local raw = workflow.identify(o.conn_for_identify, value)
-      local tok = raw and s:token(raw.id) or nil
+      local tok = workflow.identify(o.conn_for_identify, value)
       local rec = tok or { kind = "application", application = it.application, user = it.user }
       local ok, e = commit(o, it, rec, file_fp)
       if not ok then return nil, e end
@@ -294,24 +293,24 @@ local function recover(o)
         .. "token", o.key)
     end
     if oerr.code ~= "not_found" then return nil, oerr end
-    -- The gateway replaced the token but the new pair was lost: delete what it made.
-    local known, deleted = known_ids(o.st), {}
-    for tok, e in s:each_token({ application = it.application }) do
+    -- The gateway replaced the token but the new pair was lost. Its new token has no marker
+    -- (a refresh keeps no description) and nothing proves which one it is: list the likely
+    -- ones for the operator, delete none.
+    local known, likely = known_ids(o.st), {}
+    for tok, e in s:each_token({ application = it.application, user = it.user }) do
       if not tok then return nil, e end
-      if not known[tok.id] and tok.id > it.old_id and (it.user == nil or tok.user == it.user)
-        and (tok.description or "") == ""
-        and (tok.created or 0) >= it.started - 1 then
-        local ok, derr = delete(s, tok.id)
-        if not ok then return nil, derr end
-        deleted[#deleted + 1] = tok.id
+      if not known[tok.id] and tok.id > (it.old_id or 0) and (it.user == nil or tok.user == it.user)
+        and (tok.description or "") == "" and (tok.created or 0) >= it.started - 1 then
+        likely[#likely + 1] = tok.id
       end
     end
     o.st.rotations[o.key] = nil
     o.lost = true
     local ok, e = save_state(o)
     if not ok then return nil, e end
-    return ("an interrupted refresh of %s lost the new token; deleted the orphan(s) %s; the token in the file "
-      .. "no longer works"):format(o.key, #deleted > 0 and table.concat(deleted, ", ") or "(none found)")
+    return ("an interrupted refresh of %s lost the new token; the token in the file no longer works%s"):format(o.key,
+      #likely > 0 and ("; the lost one is likely among id " .. table.concat(likely, ", ") ..
+        " (not deleted: nothing proves which; revoke it with `aap token revoke ID`)") or "")
   end
   -- recreate
   if it.new_id and file_fp == it.new_fp then
@@ -450,22 +449,19 @@ end
 local function current_token(o)
   local value = o.doc:get(o.key)
   local rec = o.st.keys[o.key]
-  if rec and rec.id and (not rec.fp or rec.fp == fp(value)) then
-    local tok, e = o.s:token(rec.id)
-    if tok then return tok end
-    if e.code ~= "not_found" then return nil, e end
-    return nil, nil, ("token id=%d recorded for %s is gone from the gateway"):format(rec.id, o.key)
-  end
-  local raw, e = workflow.identify(o.conn_for_identify, value)
-  if not raw then
-    if e and (e.code == "auth" or e.code == "not_found") then
+  local id, how = workflow.prove_id(o.conn_for_identify, value, rec)
+  if not id then
+    local e = how
+    if e and e.code == "auth" then
       return nil, nil, ("the token in %s (%s) does not work: %s"):format(o.env_file, o.key, message(e))
     end
-    return nil, e
+    return nil, err(e and e.code or "not_found", "cannot prove which token %s in %s is (%s); nothing was changed",
+      o.key, o.env_file, message(e))
   end
-  local tok, terr = o.s:token(raw.id)
-  if not tok then return nil, terr end
-  return tok
+  local tok, e = o.s:token(id)
+  if tok then return tok end
+  if e.code ~= "not_found" then return nil, e end
+  return nil, nil, ("token id=%d recorded for %s is gone from the gateway"):format(id, o.key)
 end
 
 -- Strategies --------------------------------------------------------------------------------
@@ -592,6 +588,15 @@ local function refresh(o, old)
         (rerr.code == "invalid" and (rerr.oauth_error == nil or rerr.oauth_error == "invalid_grant"))
       return nil, rerr, curable
     end
+    if workflow.refresh_spent(o.conn_for_identify, rerr, o.doc:get(o.key)) then
+      -- The real gateway answers 500 to a refresh whose access token was deleted (API doc §17),
+      -- every time: the refresh token is spent, and only a new token cures it.
+      o.st.rotations[o.key] = nil
+      local sok, serr = save_state(o)
+      if not sok then return nil, serr end
+      return nil, err("expired", "the gateway failed the refresh (%s) and the access token in %s no longer works: "
+        .. "the refresh token is spent", message(rerr), o.env_file), true
+    end
     return nil, err(rerr.code or "connect", "the refresh's outcome is unknown (%s); the next run will settle it",
       message(rerr))
   end
@@ -609,14 +614,10 @@ local function refresh(o, old)
     local s2 = aap.connect(workflow.bearer(o.conn, new.token))
     if s2 then o.s:close() o.s = s2 end
   end
-  local raw, ierr = workflow.identify(o.conn_for_identify, new.token)
-  if raw then
-    local tok = o.s:token(raw.id)
-    new.id = raw.id
-    new.created = tok and tok.created or (raw.created and aap.parse_time(raw.created)) or nil
-    new.user = tok and tok.user or raw.user
-    new.last_used = tok and tok.last_used or nil
-    new.application = raw.application or it.application
+  local found, ierr = workflow.identify(o.conn_for_identify, new.token)
+  if found then
+    new.id, new.created, new.user, new.last_used = found.id, found.created, found.user, found.last_used
+    new.application = found.application or it.application
   elseif p.verify then
     o.warn("the refreshed token was saved but did not pass the check: " .. message(ierr))
   end
@@ -818,22 +819,33 @@ end
 -- Prune ---------------------------------------------------------------------------------------
 
 local PRUNE_OPTS = { conn = true, unused_for = true, expired = true, description_like = true, kind = true,
-                     user = true, dry_run = true, keep_ids = true, keep_env_files = true, now = true,
+                     user = true, all_users = true, dry_run = true, keep_ids = true, keep_env_files = true, now = true,
                      progress = true, confirm = true }
 
 -- The ids an env file's tokens have: recorded in its state file (current, pending, in flight),
--- and, for keys with no record, found by using the value.
+-- and every token value in it proven (workflow.prove_id: by its recorded fingerprint, else by
+-- using it). A value that works but cannot be told apart is an error: prune cannot promise to
+-- spare a token it cannot name.
 local function env_file_ids(path, conn, ids)
   local doc, e = envfile.read(path)
   if not doc then return nil, e end
   local st, serr = state.load(path)
   if not st then return nil, err(serr.code, serr.message) end
   for id in pairs(known_ids(st)) do ids[id] = path end
-  for _, k in ipairs({ workflow.KEYS.token, workflow.KEYS.pat }) do
+  local keys, seen = {}, {}
+  for _, k in ipairs({ workflow.KEYS.token, workflow.KEYS.pat }) do keys[#keys + 1] = k end
+  for k in pairs(st.keys) do keys[#keys + 1] = k end
+  for _, k in ipairs(keys) do
     local v = doc:get(k)
-    if v and v ~= "" and not (st.keys[k] and st.keys[k].id) then
-      local raw = workflow.identify(conn, v)
-      if raw then ids[raw.id] = path end
+    if v and v ~= "" and not seen[k] then
+      seen[k] = true
+      local id, how = workflow.prove_id(conn, v, st.keys[k])
+      if id then
+        ids[id] = path
+      elseif how and how.code ~= "auth" then
+        return nil, err(how.code or "not_found", "cannot prove which token %s in %s is (%s), so prune cannot be "
+          .. "sure to keep it; nothing was revoked", k, path, message(how))
+      end
     end
   end
   return true
@@ -845,7 +857,8 @@ end
 -- @tparam table opts `conn` (aap.connect options), `unused_for` (duration: last used that
 --   long ago, or never used and created that long ago; default 90d unless `expired` is
 --   given), `expired` (bool: also tokens past their expiry), `description_like` (substring,
---   case-insensitive), `kind` ("personal"|"application"), `user` (id), `dry_run`,
+--   case-insensitive), `kind` ("personal"|"application"), `user` (id; default: the caller's
+--   own tokens), `all_users` (every user's tokens; superusers only), `dry_run`,
 --   `keep_ids` (list), `keep_env_files` (list of paths), `now` (default: the gateway's clock),
 --   `progress` (function(phase, done, total) called while scanning ("scan") and revoking
 --   ("revoke")), `confirm` (function(candidates) → bool, asked before revoking)
@@ -893,13 +906,22 @@ function M.prune(opts)
     end
   end
   local now = opts.now or M.server_now(s)
+  -- Whose tokens: a gateway lists every user's tokens to anyone (API doc §17), and only a
+  -- superuser may delete another user's.
+  local me, merr = s:me()
+  if not me then return fail(merr) end
+  if (opts.all_users or (opts.user and tonumber(opts.user) ~= me.id)) and not me.is_superuser then
+    return fail(err("forbidden", "only a superuser may prune other users' tokens (%s is not one)",
+      tostring(me.username)))
+  end
   local filters = {}
-  if opts.user then filters.user = opts.user end
+  if opts.user then filters.user = opts.user elseif not opts.all_users then filters.user = me.id end
   if opts.kind == "personal" then filters.application__isnull = "true" end
   if opts.kind == "application" then filters.application__isnull = "false" end
   local res = { candidates = {}, revoked = {}, failed = {}, scanned = 0, kept = {} }
   for tok, e in s:each_token(filters) do
     if not tok then return fail(e) end
+    if filters.user and tok.user and tok.user ~= tonumber(filters.user) then goto continue end
     res.scanned = res.scanned + 1
     if opts.progress then opts.progress("scan", res.scanned) end
     local why
@@ -921,6 +943,7 @@ function M.prune(opts)
       tok.why = why
       res.candidates[#res.candidates + 1] = tok
     end
+    ::continue::
   end
   if opts.dry_run or #res.candidates == 0 then s:close() return res end
   if opts.confirm and not opts.confirm(res.candidates) then

@@ -53,23 +53,84 @@ function M.verify(conn, token_value)
   return me, merr
 end
 
---- Finds the id of a token from its value. Using a token sets its `last_used`, so the
--- user's token used most recently is this one (a gateway never lets you filter on values).
--- @treturn table the token's raw (masked) object, or nil, err
+-- The user's tokens, id → the raw `last_used` text (or false), from the top-level tokens/
+-- list with its `user` filter: the nested users/{id}/tokens/ lists ignore every filter on
+-- the real gateway, and tokens/ without the filter shows a non-superuser every user's tokens.
+local function last_used_by_id(s, user_id)
+  local list, err = s:tokens({ user = user_id, page_size = 200 })
+  if not list then return nil, err end
+  local seen, toks = {}, {}
+  for _, t in ipairs(list) do
+    if t.id and (t.user == nil or t.user == user_id) then
+      local lu = t.raw and t.raw.last_used
+      seen[t.id] = type(lu) == "string" and lu or false
+      toks[t.id] = t
+    end
+  end
+  return seen, toks
+end
+
+--- How many times identify lists the user's tokens before it gives up on telling them apart.
+M.IDENTIFY_TRIES = 4
+
+--- Finds which token a value is, by proof, and returns its (masked) metadata.
+-- A gateway never filters on values (it keeps only their hashes), but every use of a token
+-- sets its `last_used`, to the microsecond. identify lists the user's tokens twice with the
+-- value itself as the Bearer token: the value's token is one whose `last_used` moved in
+-- between, since the listing used it. When exactly one moved, that one is proven; when
+-- others moved too (the user's other tokens in use at that moment) it lists again, and in
+-- the end fails with code `ambiguous` rather than guess. A gateway that does not record
+-- `last_used` gives `not_found`: nothing is proven.
+-- @tparam table conn connection options (its credentials are not used)
+-- @tparam string token_value
+-- @treturn Token the token (id, user, application, created, last_used, description, raw), or
+--   nil, err (`auth` when the value does not work)
 function M.identify(conn, token_value)
   local s, err = aap.connect(M.bearer(conn, token_value))
   if not s then return nil, err end
   local me, merr = s:me()
   if not me then s:close() return nil, merr end
-  local status, body = s:request("GET", ("users/%d/tokens/"):format(me.id), {
-    query = { last_used__isnull = "false", order_by = "-last_used", page_size = "1" } })
-  s:close()
-  if not status then return nil, body end
-  local first = status == 200 and type(body) == "table" and type(body.results) == "table" and body.results[1]
-  if not first then
-    return nil, local_error("not_found", "the gateway lists no token used by this user (HTTP " .. status .. ")")
+  local before, berr = last_used_by_id(s, me.id)
+  if not before then s:close() return nil, berr end
+  local moved, toks = {}, nil
+  for _ = 1, M.IDENTIFY_TRIES do
+    local after, atoks = last_used_by_id(s, me.id)
+    if not after then s:close() return nil, atoks end
+    toks = atoks
+    moved = {}
+    for id, lu in pairs(after) do
+      if lu and lu ~= before[id] then moved[#moved + 1] = id end
+    end
+    if #moved == 1 then break end
+    before = after
   end
-  return first
+  s:close()
+  if #moved == 1 then return toks and toks[moved[1]] or nil end
+  if #moved == 0 then
+    return nil, local_error("not_found", "cannot tell which token this is: using it did not change the "
+      .. "last_used of any token of user id=" .. tostring(me.id))
+  end
+  return nil, local_error("ambiguous", ("cannot tell which token this is: %d tokens of user id=%s were in use "
+    .. "at the same time"):format(#moved, tostring(me.id)))
+end
+
+--- Proves which token id an env file's value is. The id recorded beside the value's
+-- fingerprint (aap saved both from the gateway's create or refresh answer) is proof; a record
+-- without a fingerprint, or with another one (the file was changed outside aap), is not, and
+-- the value is then identified by using it (M.identify).
+-- @tparam table conn connection options
+-- @tparam string value the token value
+-- @tparam ?table rec the state file's record for the key
+-- @treturn integer the id, string how ("recorded" or "used"), ?Token the token when used;
+--   or nil, err (`auth`: the value does not work; `ambiguous`/`not_found`: cannot tell)
+function M.prove_id(conn, value, rec)
+  if type(rec) == "table" and math.type(rec.id) == "integer" and type(rec.fp) == "string"
+    and rec.fp == state.fingerprint(value) then
+    return rec.id, "recorded"
+  end
+  local tok, err = M.identify(conn, value)
+  if not tok then return nil, err end
+  return tok.id, "used", tok
 end
 
 -- Failures after which the gateway cannot have created anything.
@@ -179,6 +240,21 @@ function M.refresh(conn, opts)
   if tok then pin_flavor(conn, s) end
   s:close()
   return tok, rerr
+end
+
+--- Whether a failed refresh grant means its refresh token is spent for good: the gateway
+-- answered (any status but a refused client) and the access token the pair belongs to no
+-- longer works. The real gateway answers a refresh whose access token was deleted with a 500
+-- (API doc §17), every time: retrying cannot help, creating a new token can.
+-- @tparam table conn connection options
+-- @tparam table err the refresh's error
+-- @tparam ?string access_value the pair's access token, when known
+-- @treturn boolean
+function M.refresh_spent(conn, err, access_value)
+  if type(err) ~= "table" or not err.status or err.oauth_error == "invalid_client" then return false end
+  if not access_value or access_value == "" then return false end
+  local me, verr = M.verify(conn, access_value)
+  return not me and verr ~= nil and verr.code == "auth"
 end
 
 --- The id of an organization, from its name.

@@ -108,7 +108,8 @@ local function prune_cmd(args, ctx)
   local refused
   local res, e = rotate.prune({
     conn = conn, unused_for = args.unused_for, expired = args.expired, description_like = args.description_like,
-    kind = args.kind, user = args.user and tonumber(args.user), dry_run = args.dry_run,
+    kind = args.kind, user = args.user and tonumber(args.user), all_users = args.all_users or nil,
+    dry_run = args.dry_run,
     keep_env_files = args.keep_env_file, progress = progress,
     confirm = function(candidates)
       end_line()
@@ -170,7 +171,9 @@ function M.register(groups, cli)
   p:flag("--expired", "Also tokens past their expiry.")
   p:option("--description-like", "Only tokens whose description contains TEXT (case-insensitive).")
   p:option("--kind", "personal or application."):choices({ "personal", "application" })
-  p:option("--user", "Only this user's tokens (id)."):convert(function(v) return v:match("^%d+$") and v or nil end)
+  p:option("--user", "Only this user's tokens (id; default: your own)."):convert(function(v)
+    return v:match("^%d+$") and v or nil end)
+  p:flag("--all-users", "Every user's tokens (superusers only; default: your own).")
   p:option("--keep-env-file", "Never touch the tokens recorded for this env file (repeatable).")
     :count("*")
   p:flag("--dry-run", "Show what would be revoked; change nothing.")

@@ -116,7 +116,10 @@ local function create(args, ctx)
   if path then
     local st = state.load(path)
     replaced = st and st.keys[key] or nil
-    local records = { [key] = state.record(tok, { refresh_key = tok.refresh_token and rkey or nil }) }
+    -- The id comes from the create answer; with the value's fingerprint it proves later which
+    -- token the file holds (revoke, rotate, prune --keep-env-file).
+    local records = { [key] = state.record(tok, { refresh_key = tok.refresh_token and rkey or nil,
+                                                  fp = state.fingerprint(tok.token) }) }
     local ok, werr = workflow.save(path, values, records)
     if not ok then
       -- Nobody has the new token: delete it rather than leave it behind on the server.
@@ -157,28 +160,38 @@ local function refresh(args, ctx)
     ctx:fail({ code = "expired", message = "the refresh token in " .. path ..
       " has expired; create a new token with `aap token create --application NAME`" })
   end
+  if not tok and err and workflow.refresh_spent(conn, err, doc:get(key)) then
+    -- The real gateway answers 500 when the access token was deleted (API doc §17): final.
+    ctx:fail({ code = "expired", message = ("the gateway refused the refresh (%s) and %s in %s no longer works, "
+      .. "so its refresh token is spent; create a new token with `aap token create --application NAME "
+      .. "--env-file %s`"):format(M.message(err), key, path, path) })
+  end
   ctx:check(tok, err)
   local values = values_for(tok, key, rkey)
-  local me, verr = workflow.verify(conn, tok.token)
-  local raw = me and workflow.identify(conn, tok.token) or nil
-  if raw then
-    tok.id, tok.application, tok.user = raw.id, raw.application, raw.user
-    tok.created = raw.created and aap.parse_time(raw.created) or nil
+  -- Using the new token proves it works and, through its last_used, which token id it is.
+  local found, verr = workflow.identify(conn, tok.token)
+  if found then
+    tok.id, tok.application, tok.user, tok.created = found.id, found.application, found.user, found.created
   end
   local old = (ctx:check(state.load(path)).keys[key]) or {}
-  local record = state.record(tok, { refresh_key = rkey, application = tok.application or old.application })
+  local record = state.record(tok, { refresh_key = rkey, application = tok.application or old.application,
+                                     fp = state.fingerprint(tok.token) })
   local ok, werr = workflow.save(path, values, { [key] = record })
   if not ok then
     ctx:fail({ code = "io", message = "refreshed, but could not write " .. path .. ": " .. M.message(werr) ..
       "; the old token no longer works" })
   end
-  if not me then
-    ctx:warn("the refreshed token was saved but did not pass the check: " .. M.message(verr))
-  end
   local fmt = args.format or (args.show_token and "env") or nil
   if fmt then M.print_format(ctx, fmt, values, tok) end
+  if not found and verr.code ~= "auth" then
+    -- It works but cannot be told apart from the user's other tokens in use: saved, no id.
+    ctx:warn("the refreshed token was saved and works, but its id is unknown (" .. M.message(verr) .. ")")
+    found = true
+  elseif not found then
+    ctx:warn("the refreshed token was saved but did not pass the check: " .. M.message(verr))
+  end
   ctx:info(M.summary("refreshed", tok, path))
-  return me and 0 or require("aap.cli").exit_code(verr)
+  return found and 0 or require("aap.cli").exit_code(verr)
 end
 
 local function columns(rows, headers)
@@ -225,15 +238,22 @@ local function list(args, ctx)
   end
   if args.user then
     if not args.user:match("^%d+$") then ctx:usage("--user takes a user id (a number), not %q", args.user) end
+    if args.all_users then ctx:usage("give --user or --all-users, not both") end
     filters.user = args.user
+  elseif not args.all_users then
+    -- A gateway lists every user's tokens to anyone (API doc §17): by default, the caller's own.
+    filters.user = tostring(ctx:check(s:me()).id)
   end
   if args.kind == "personal" then filters.application__isnull = "true" end
   if args.kind == "application" then filters.application__isnull = "false" end
   local rows, items = {}, {}
+  local only = tonumber(filters.user)
   for tok, err in s:each_token(filters) do
     ctx:check(tok, err)
+    if only and tok.user and tok.user ~= only then goto continue end
     rows[#rows + 1] = token_row(tok)
     items[#items + 1] = public_token(tok)
+    ::continue::
   end
   if args.format == "json" then
     ctx:out(require("cjson").encode(items))
@@ -276,13 +296,15 @@ local function revoke(args, ctx)
   local st = ctx:check(state.load(path))
   local rec = st.keys[key] or {}
   local rkey = args.refresh_key or rec.refresh_key or workflow.KEYS.refresh
-  -- The value is the authority: find the id by using the token, fall back to the recorded id.
-  local raw, ierr = workflow.identify(conn, value)
-  local id = raw and raw.id or nil
+  -- Only a token proven to be the file's value is deleted: by the id recorded with the value's
+  -- fingerprint, else by using the value (its last_used moves).
+  local id, ierr = workflow.prove_id(conn, value, rec)
   if not id and ierr and ierr.code == "auth" then
     ctx:info(("%s in %s no longer works; removing it from the file"):format(key, path))
   elseif not id then
-    ctx:check(nil, ierr, "cannot find the token's id")
+    ctx:fail({ code = ierr and ierr.code or "not_found", message = ("cannot prove which token %s in %s is (%s); "
+      .. "nothing was revoked. Find its id with `aap token list` and run `aap token revoke ID`")
+      :format(key, path, M.message(ierr)) })
   end
   if id then
     local ok, derr = s:delete_token(id)
@@ -332,7 +354,8 @@ function M.register(groups, cli)
 
   local l = token:command("list", "List tokens (values are never shown by the gateway).")
   l:option("--application", "Only this application's tokens (name or id).")
-  l:option("--user", "Only this user's tokens (id).")
+  l:option("--user", "Only this user's tokens (id; default: your own).")
+  l:flag("--all-users", "Every user's tokens (a non-superuser sees them masked).")
   l:option("--kind", "personal or application."):choices({ "personal", "application" })
   l:option("--format", "table or json."):choices({ "table", "json" }):default("table")
   cli.connection_options(l)

@@ -13,7 +13,7 @@ local M = {}
 
 --- Fault kinds and the parameters each takes.
 M.KINDS = {
-  ["500"] = {}, ["502"] = {}, ["503"] = {}, ["504"] = {}, ["429"] = { retry_after = "number" },
+  ["404"] = {}, ["500"] = {}, ["502"] = {}, ["503"] = {}, ["504"] = {}, ["429"] = { retry_after = "number" },
   delay = { delay_ms = "number" }, close = {}, malformed_json = {}, huge_body = { size = "number" },
   redirect = { location = "string" }, reset = {},
 }

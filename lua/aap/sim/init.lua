@@ -35,6 +35,10 @@ function M.redacted_path(req)
 end
 
 local FAULT_BODIES = {
+  -- Django's own page for a route it does not have (the reference gateway's, byte for byte).
+  ["404"] = { "text/html; charset=utf-8",
+    "<!doctype html>\n<html lang=\"en\">\n<head>\n  <title>Not Found</title>\n</head>\n<body>\n"
+    .. "  <h1>Not Found</h1><p>The requested resource was not found on this server.</p>\n</body>\n</html>\n" },
   ["500"] = { "text/html; charset=utf-8",
     "<!doctype html>\n<html lang=\"en\">\n<head>\n  <title>Server Error (500)</title>\n</head>\n<body>\n"
     .. "  <h1>Server Error (500)</h1><p></p>\n</body>\n</html>\n" },
