@@ -349,6 +349,26 @@ describe("aap command", function()
       assert.equal("640", helper.mode(path))
     end)
 
+    it("names the marker of a stdout-only create whose answer was lost, and deletes nothing else", function()
+      local socket = require("socket")
+      local other = aap({ "token", "create", "--format", "json", "--description", "same words" })
+      assert.equal(0, other.code, other.stderr)
+      sim:fault({ kind = "delay", delay_ms = 1500, count = 1, method = "POST", path = "/api/gateway/v1/tokens/" })
+      local r = aap({ "token", "create", "--format", "env", "--description", "same words", "--timeout", "0.5" })
+      assert.equal(4, r.code, r.stderr)
+      local marker = r.stderr:match("description ends with (aap%-create:%x+)")
+      assert.is_string(marker, r.stderr)
+      local late
+      for _ = 1, 200 do
+        local _, body = sim:control("GET", "/api/gateway/v1/tokens/?description__contains=" .. marker)
+        if body and body.count == 1 then late = body.results[1] break end
+        socket.select(nil, nil, 0.02)
+      end
+      assert.is_table(late, "the delayed create never landed")
+      assert.equal("same words " .. marker, late.description)
+      assert.equal(2, token_count())
+    end)
+
     it("records a create whose answer was lost, and the next run deletes the token made late", function()
       local socket = require("socket")
       local dir = helper.tmpdir()

@@ -137,37 +137,12 @@ end
 local CERTAINLY_NOT_CREATED = { auth = true, forbidden = true, invalid = true, not_found = true,
   expired = true, ambiguous = true, insecure = true, tls = true, redirect = true }
 
---- The highest token id the session can see (0 when none), or nil when it cannot tell.
-function M.newest_token_id(s)
-  local status, body = s:request("GET", "tokens/", { query = { order_by = "-id", page_size = "1" } })
-  if status ~= 200 or type(body) ~= "table" or type(body.results) ~= "table" then return nil end
-  local first = body.results[1]
-  return first and math.tointeger(first.id) or 0
-end
-
---- Deletes tokens newer than `after_id` that match a create whose answer was lost: same
--- description and application, never used.
--- @treturn ?table the ids deleted (nil when the list failed)
-function M.delete_orphans(s, after_id, match)
-  local status, body = s:request("GET", "tokens/", { query = { order_by = "-id", page_size = "50" } })
-  if status ~= 200 or type(body) ~= "table" or type(body.results) ~= "table" then return nil end
-  local ids = {}
-  for _, t in ipairs(body.results) do
-    local id = math.tointeger(t.id)
-    local app = t.application ~= aap.null and t.application or nil
-    if id and id > after_id and t.description == match.description and app == match.application
-      and (t.last_used == nil or t.last_used == aap.null) then
-      if s:delete_token(id) then ids[#ids + 1] = tostring(id) end
-    end
-  end
-  return ids
-end
-
 --- Creates a token the lesson's way and proves it works before anyone relies on it.
 -- @tparam Session s an admin session (app tokens need a superuser)
 -- @tparam table conn the connection options (for the Bearer check)
 -- @tparam table opts application (name or id; nil for a PAT), organization, description, scope,
---   verify (default true), marker (see begin_create: the description must hold it)
+--   verify (default true), marker (see begin_create: the description must hold it; without
+--   one, a fresh marker is added to the description)
 -- @treturn Token the new token (with its secret values), the application table or nil, the user
 -- @usage local tok, app = workflow.create(s, conn, { application = "RHDH Integration" })
 function M.create(s, conn, opts)
@@ -177,34 +152,31 @@ function M.create(s, conn, opts)
     app, err = s:application(opts.application, { organization = opts.organization })
     if not app then return nil, err end
   end
-  -- The newest id before the create: if the answer is lost (timeout, connection closed,
-  -- garbled body), the token the gateway may still have made is found by it and deleted.
-  local before = not opts.marker and M.newest_token_id(s) or nil
+  -- Every token aap creates carries a random marker at the end of its description: should the
+  -- answer be lost (timeout, connection closed, garbled body), the token the gateway may still
+  -- have made is found by it, and by nothing less certain, and deleted.
+  local marker, description = opts.marker, opts.description
+  if not marker then
+    marker = M.new_marker()
+    description = ((description or ""):sub(1, 200) .. " " .. marker):gsub("^ ", "")
+  end
   local tok, err = s:create_token({ application = app and app.id or nil,
-                                    description = opts.description, scope = opts.scope })
+                                    description = description, scope = opts.scope })
   if not tok then
-    if not CERTAINLY_NOT_CREATED[err.code] and (before or opts.marker) then
-      local ids
-      if opts.marker then
-        ids = M.sweep_marker(s, opts.marker)
-        if not ids or #ids == 0 then
-          -- The gateway may still finish the request, or could not be asked: the marker stays
-          -- recorded and the next run on the env file sweeps again.
-          err.uncertain = true
-          ids = nil
-        end
-      else
-        ids = M.delete_orphans(s, before, { description = opts.description or "",
-                                            application = app and app.id or nil })
-      end
+    if not CERTAINLY_NOT_CREATED[err.code] then
+      local ids = M.sweep_marker(s, marker)
       if ids and #ids > 0 then
         err.message = tostring(err.message) .. (" (the token the gateway made anyway, id=%s, was deleted)")
           :format(table.concat(ids, ","))
-      elseif err.uncertain then
+      elseif opts.marker then
+        -- The gateway may still finish the request, or could not be asked: the marker stays
+        -- recorded and the next run on the env file sweeps again.
+        err.uncertain = true
         err.message = tostring(err.message) .. " (should the gateway have made a token, it is recorded by its "
           .. "marker; the next aap run on this env file deletes it)"
-      elseif not ids then
-        err.message = tostring(err.message) .. " (the gateway may have made a token anyway: check `aap token list`)"
+      else
+        err.message = tostring(err.message) .. (" (the gateway may still make a token: its description ends "
+          .. "with %s; check `aap token list`)"):format(marker)
       end
     end
     return nil, err
