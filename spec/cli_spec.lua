@@ -563,6 +563,26 @@ describe("aap command", function()
       for _, t in ipairs(items) do assert.equal("personal", t.kind) end
     end)
 
+    it("shows control characters from the server escaped, never raw", function()
+      local st = sim:control("POST", "/api/gateway/v1/tokens/", { description = "evil\27[31mred\nsecond line\7" })
+      assert.equal(201, st)
+      local r = aap({ "token", "list" })
+      assert.equal(0, r.code, r.stderr)
+      assert.matches("evil\\x1b[31mred\\x0asecond line\\x07", r.stdout, 1, true)
+      assert.is_nil(r.stdout:find("[\27\7]"))
+      assert.equal(2, select(2, r.stdout:gsub("\n", "")), "one header line and one row")
+    end)
+
+    it("never echoes a token value given where an id belongs", function()
+      for _, argv in ipairs({ { "token", "revoke", "s3cretTOKENvalue" }, { "token", "show", "s3cretTOKENvalue" },
+                              { "token", "prune", "--user", "s3cretTOKENvalue", "--dry-run" } }) do
+        local r = aap(argv)
+        assert.equal(1, r.code)
+        assert.is_nil((r.stderr .. r.stdout):find("s3cretTOKENvalue", 1, true), r.stderr)
+        assert.matches("id is a whole number", r.stderr)
+      end
+    end)
+
     it("takes only a numeric --user (exit 1 otherwise)", function()
       local r = aap({ "token", "list", "--user", "admin" })
       assert.equal(1, r.code)

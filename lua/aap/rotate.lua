@@ -521,8 +521,10 @@ local function recreate(o, old)
   end
   if not new then return undo(cerr) end
   fault("created")
-  if not new.token or (kind == "application" and not new.refresh_token) then
-    return undo(err("bad_response", "the gateway did not return the new token's value"), new.id)
+  local odd = workflow.odd_answer(new, kind == "application")
+  if odd then
+    return undo(err("bad_response", "the gateway's answer to the create is not usable (%s)", odd),
+      math.type(new.id) == "integer" and new.id or nil)
   end
   it.new_id, it.new_fp, it.user = new.id, fp(new.token), new.user
   ok, e = save_state(o)
@@ -578,6 +580,13 @@ local function refresh(o, old)
   local new, rerr = workflow.refresh(o.conn, { refresh_token = rt, client_id = client.client_id,
                                              client_secret = client.client_secret, scope = p.scope })
   if not new then
+    if rerr.refreshed then
+      -- Replaced on the gateway, but the answer cannot be used: only a new token cures it.
+      o.st.rotations[o.key] = nil
+      local sok, serr = save_state(o)
+      if not sok then return nil, serr end
+      return nil, rerr, true
+    end
     if rerr.status and rerr.status >= 400 and rerr.status < 500 then
       -- A definite answer: nothing changed on the gateway.
       o.st.rotations[o.key] = nil

@@ -133,6 +133,33 @@ function M.prove_id(conn, value, rec)
   return tok.id, "used", tok
 end
 
+--- Whether a token value can be used and written: an RFC 6750 b64token (letters, digits and
+-- `-._~+/`, then `=` padding), at most 4096 bytes. Anything else (a space, a newline, a NUL, a
+-- quote) is not a token a gateway makes, and would break the env file or the header.
+-- @tparam any v
+-- @treturn boolean
+function M.token_value_ok(v)
+  return type(v) == "string" and #v > 0 and #v <= 4096 and v:find("^[%w%-%._~%+/]+=*$") ~= nil
+end
+
+--- What is wrong with a token answer (a create's, or with `id_optional` a refresh's), or nil.
+-- @tparam Token tok
+-- @tparam boolean with_refresh a refresh token is expected too
+-- @tparam ?boolean id_optional the answer carries no id (the token endpoint's)
+-- @treturn ?string the reason
+function M.odd_answer(tok, with_refresh, id_optional)
+  if not id_optional and math.type(tok.id) ~= "integer" then
+    return "its id is not an integer: " .. type(tok.raw and tok.raw.id)
+  end
+  if tok.token == nil then return "no token value" end
+  if not M.token_value_ok(tok.token) then return "the token value has characters no token has" end
+  if with_refresh and tok.refresh_token == nil then return "no refresh token" end
+  if with_refresh and not M.token_value_ok(tok.refresh_token) then
+    return "the refresh token has characters no token has"
+  end
+  return nil
+end
+
 -- Failures after which the gateway cannot have created anything.
 local CERTAINLY_NOT_CREATED = { auth = true, forbidden = true, invalid = true, not_found = true,
   expired = true, ambiguous = true, insecure = true, tls = true, redirect = true }
@@ -181,15 +208,25 @@ function M.create(s, conn, opts)
     end
     return nil, err
   end
-  if not tok.token or (app and not tok.refresh_token) then
-    s:delete_token(tok.id)
-    return nil, local_error("bad_response", "the gateway did not return the new token's value")
+  -- Deletes what the create made: by the id in the answer, else (an id that is not one) by
+  -- the marker, which only this create's token carries.
+  local function undo()
+    if math.type(tok.id) == "integer" and s:delete_token(tok.id) then return true end
+    local ids = M.sweep_marker(s, marker)
+    return ids ~= nil and #ids > 0
+  end
+  local odd = M.odd_answer(tok, app ~= nil)
+  if odd then
+    local gone = undo()
+    return nil, local_error("bad_response", ("the gateway's answer to the create is not usable (%s); %s"):format(odd,
+      gone and "the new token was deleted" or "the new token could not be deleted: look for its marker " ..
+      marker .. " in `aap token list`"))
   end
   if opts.verify ~= false then
     pin_flavor(conn, s)
     local me, verr = M.verify(conn, tok.token)
     if not me then
-      s:delete_token(tok.id)
+      undo()
       return nil, local_error(verr.code or "auth", "the new token did not work, so it was deleted: " ..
         tostring(verr.message or verr))
     end
@@ -211,6 +248,14 @@ function M.refresh(conn, opts)
   local tok, rerr = s:refresh(opts)
   if tok then pin_flavor(conn, s) end
   s:close()
+  local odd = tok and M.odd_answer(tok, true, true)
+  if odd then
+    -- The gateway has replaced the pair, but what it sent cannot be written or used.
+    local e = local_error("bad_response", ("the gateway's answer to the refresh is not usable (%s); the old "
+      .. "token no longer works: create a new one"):format(odd))
+    e.refreshed = true
+    return nil, e
+  end
   return tok, rerr
 end
 

@@ -194,8 +194,18 @@ local function refresh(args, ctx)
   return found and 0 or require("aap.cli").exit_code(verr)
 end
 
+-- A cell as text a terminal shows as it is: control characters (an ANSI escape, a newline
+-- in a description) become \xNN.
+local function cell(v)
+  return (tostring(v):gsub("[%c\127]", function(c) return ("\\x%02x"):format(c:byte()) end))
+end
+M.cell = cell
+
 local function columns(rows, headers)
   local widths = {}
+  for _, r in ipairs(rows) do
+    for i, v in ipairs(r) do r[i] = cell(v) end
+  end
   for i, h in ipairs(headers) do widths[i] = #h end
   for _, r in ipairs(rows) do
     for i, v in ipairs(r) do widths[i] = math.max(widths[i], #tostring(v)) end
@@ -330,6 +340,17 @@ local function revoke(args, ctx)
   return 0
 end
 
+--- An argparse converter for an id. What it refuses is never echoed: a token value given
+-- by mistake where an id belongs must not land in a terminal's scrollback or a CI log.
+-- @tparam string what "a token id", "a user id", ...
+-- @tparam ?string hint appended to the message
+function M.id_arg(what, hint)
+  return function(v)
+    if v:match("^%d+$") and #v <= 18 then return v end
+    return nil, ("%s is a whole number%s"):format(what, hint or "")
+  end
+end
+
 --- Registers the token sub-commands.
 function M.register(groups, cli)
   local token = groups.token
@@ -362,13 +383,14 @@ function M.register(groups, cli)
   cli.handler(l, list)
 
   local sh = token:command("show", "Show one token.")
-  sh:argument("id", "Token id."):convert(function(v) return v:match("^%d+$") and v or nil end)
+  sh:argument("id", "Token id."):convert(M.id_arg("a token id"))
   sh:option("--format", "table or json."):choices({ "table", "json" }):default("table")
   cli.connection_options(sh)
   cli.handler(sh, show)
 
   local rv = token:command("revoke", "Revoke (DELETE) a token by id, or the one in an env file.")
-  rv:argument("id", "Token id."):args("?"):convert(function(v) return v:match("^%d+$") and v or nil end)
+  rv:argument("id", "Token id."):args("?"):convert(M.id_arg("a token id",
+    " (the token in an env file is revoked with --env-file PATH)"))
   rv:option("--env-file", "Revoke the token in this env file and remove it from the file.")
   rv:option("--key", "Env key of the token (default AAP_TOKEN if present, else AAP_PAT).")
   rv:option("--refresh-key", "Env key of the refresh token (default REFRESH_TOKEN).")
