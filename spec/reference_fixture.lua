@@ -48,13 +48,22 @@ function F.case(it, pending)
   end
 end
 
---- A describe block of the suite: the gateway opened once, a fresh world before each test.
--- `b` holds busted's describe, it, pending, setup, teardown, before_each (they are not
--- globals in a module); body(case) gets the block's `it` (see F.case).
-function F.describe(b, name, body)
+--- A spec file of the suite: one outer block that opens the gateway once for all its inner
+-- blocks (a spec file run alone starts its own, which takes about 20 s) and releases it at the
+-- end. `b` holds busted's describe, it, pending, setup, teardown, before_each (they are not
+-- globals in a module).
+function F.file(b, name, body)
   b.describe(name, function()
     b.setup(F.open)
     b.teardown(F.close)
+    body()
+  end)
+end
+
+--- An inner block of a spec file: a fresh world before each test; body(case) gets the
+-- block's `it` (see F.case).
+function F.describe(b, name, body)
+  b.describe(name, function()
     b.before_each(F.fresh)
     body(F.case(b.it, b.pending))
   end)
