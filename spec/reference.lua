@@ -28,11 +28,21 @@ end
 local Ref = {}
 Ref.__index = function(_, k) return Ref[k] or helper.Sim[k] end
 
+-- JSON numbers decode as floats: ids become integers again (so that they print as 7, not 7.0).
+local function integers(t)
+  for k, v in pairs(t) do
+    if type(v) == "table" then integers(v)
+    elseif math.type(v) == "float" and math.tointeger(v) then t[k] = math.tointeger(v) end
+  end
+  return t
+end
+
 local function load_seed(dir)
   local text = assert(helper.readfile(dir .. "/seed.json"), "no seed.json in " .. dir)
   local seed = assert(helper.json.decode(text))
-  return seed
+  return integers(seed)
 end
+
 
 local shared -- the instance of this process, when it started one
 
@@ -69,11 +79,22 @@ function M.snapshot(dir)
   assert(os.execute(("cp %s %s"):format(sh(dir .. "/gateway.sqlite3"), sh(dir .. "/pristine.sqlite3"))))
 end
 
+--- Keeps a copy of the database as it is now, under a name, for restore(name).
+function Ref:save_as(name)
+  assert(name:match("^[%w-]+$"), "bad snapshot name")
+  assert(os.execute(("cp %s %s"):format(sh(self.dir .. "/gateway.sqlite3"), sh(self.dir .. "/" .. name .. ".sqlite3"))))
+end
+
+--- Back to a copy kept by save_as (atomically: the server opens the file anew per request).
+function Ref:restore(name)
+  local tmp = self.dir .. "/gateway.sqlite3.reset"
+  assert(os.execute(("cp %s %s && mv -f %s %s"):format(sh(self.dir .. "/" .. name .. ".sqlite3"), sh(tmp), sh(tmp),
+    sh(self.dir .. "/gateway.sqlite3"))))
+end
+
 --- Back to the state right after seeding: no tokens, the seeded users and applications.
 function Ref:reset()
-  local tmp = self.dir .. "/gateway.sqlite3.reset"
-  assert(os.execute(("cp %s %s && mv -f %s %s"):format(sh(self.dir .. "/pristine.sqlite3"), sh(tmp), sh(tmp),
-    sh(self.dir .. "/gateway.sqlite3"))))
+  self:restore("pristine")
 end
 
 --- Stops the instance if this process started it (else the owner stops it).
@@ -101,7 +122,7 @@ import json, os, sqlite3, sys
 db = sqlite3.connect(os.path.join(sys.argv[1], 'gateway.sqlite3'))
 db.row_factory = sqlite3.Row
 out = {'access': [dict(r) for r in db.execute(
-         'select id, token, user_id, application_id, description, last_used, source_refresh_token_id '
+         'select id, token, user_id, application_id, description, scope, last_used, source_refresh_token_id '
          'from dab_oauth2_provider_oauth2accesstoken order by id')],
        'refresh': [dict(r) for r in db.execute(
          'select id, token, user_id, application_id, access_token_id, revoked '
@@ -111,18 +132,77 @@ json.dump(out, sys.stdout)
 
 --- The server's tokens straight from its database: { access = {rows}, refresh = {rows} },
 -- each row with id, token (the value), user_id, application_id, description, ...
-function Ref:db()
-  local p = io.popen(("/usr/bin/python3 -c %s %s"):format(sh(DB_QUERY), sh(self.dir)))
+local SQLITE3 = os.execute("command -v sqlite3 >/dev/null 2>&1") and "sqlite3" or nil
+
+-- Rows of a query, through the sqlite3 command (a few ms) or else Python (0.2 s).
+local function rows(dir, sql)
+  local p = io.popen(("%s -json -cmd '.timeout 10000' %s %s"):format(SQLITE3, sh(dir .. "/gateway.sqlite3"), sh(sql)))
   local out = p:read("a")
   assert(p:close(), "reading the reference database failed")
-  local t = assert(helper.json.decode(out))
+  if out:match("^%s*$") then return {} end
+  return assert(helper.json.decode(out))
+end
+
+function Ref:db()
+  local t
+  if SQLITE3 then
+    t = {
+      access = rows(self.dir, "select id, token, user_id, application_id, description, scope, last_used, "
+        .. "source_refresh_token_id from dab_oauth2_provider_oauth2accesstoken order by id"),
+      refresh = rows(self.dir, "select id, token, user_id, application_id, access_token_id, revoked "
+        .. "from dab_oauth2_provider_oauth2refreshtoken order by id"),
+    }
+  else
+    local p = io.popen(("/usr/bin/python3 -c %s %s"):format(sh(DB_QUERY), sh(self.dir)))
+    local out = p:read("a")
+    assert(p:close(), "reading the reference database failed")
+    t = assert(helper.json.decode(out))
+  end
   for _, r in ipairs(t.access) do
     for k, v in pairs(r) do if v == helper.json.null then r[k] = nil end end
   end
   for _, r in ipairs(t.refresh) do
     for k, v in pairs(r) do if v == helper.json.null then r[k] = nil end end
   end
-  return t
+  return integers(t)
+end
+
+local SQL_UPDATE = [==[
+import os, sqlite3, sys
+db = sqlite3.connect(os.path.join(sys.argv[1], 'gateway.sqlite3'))
+with db:
+    n = db.execute(sys.argv[2], [int(a) if a.lstrip('-').isdigit() else a for a in sys.argv[3:]]).rowcount
+print(n)
+]==]
+
+--- Runs one UPDATE on the server's database (the server reads it anew for every request);
+-- `args` are its ? parameters. Returns the number of rows changed.
+function Ref:update(statement, args)
+  local q = {}
+  for i, a in ipairs(args or {}) do q[i] = sh(tostring(a)) end
+  local p = io.popen(("/usr/bin/python3 -c %s %s %s %s"):format(sh(SQL_UPDATE), sh(self.dir), sh(statement),
+    table.concat(q, " ")))
+  local out = p:read("a")
+  assert(p:close(), "updating the reference database failed")
+  return tonumber(out)
+end
+
+--- Makes an access token look `seconds` older (its created and last_used move back), as if
+-- the server's clock had moved on: the reference has no clock to advance.
+function Ref:age(id, seconds)
+  local n = self:update("update dab_oauth2_provider_oauth2accesstoken set "
+    .. "created = datetime(created, ? || ' seconds'), "
+    .. "last_used = case when last_used is null then null else datetime(last_used, ? || ' seconds') end "
+    .. "where id = ?", { -seconds, -seconds, id })
+  assert(n == 1, "no access token id=" .. tostring(id))
+end
+
+--- Sets an access token's last_used to `seconds` from now (the server's clock is the host's):
+-- a consumer's use of the token, placed unambiguously after anything aap did before.
+function Ref:used_in(id, seconds)
+  local n = self:update("update dab_oauth2_provider_oauth2accesstoken set "
+    .. "last_used = strftime('%Y-%m-%d %H:%M:%f', 'now', ? || ' seconds') where id = ?", { seconds, id })
+  assert(n == 1, "no access token id=" .. tostring(id))
 end
 
 --- The id of the access token with this value on the server, or nil when there is none.
