@@ -52,7 +52,8 @@ F.file(B, "reference suite: prune", function()
 
     case("dry run as the admin: shows exactly the selected tokens, deletes nothing", function(ref, world)
       local before = ref:ids()
-      local r = prune("admin", { "--keep-env-file", t.keep_file, "--keep-env-file", t.nkeep_file, "--dry-run" })
+      local r = prune("admin", { "--all-users", "--keep-env-file", t.keep_file, "--keep-env-file", t.nkeep_file,
+        "--dry-run" })
       assert.same(before, ref:ids())
       done_or_refused(ref, r, before, function()
         assert.same(F.union({ t.p1.id, t.p2.id, t.n1.id }), shown(r.stdout))
@@ -65,7 +66,8 @@ F.file(B, "reference suite: prune", function()
     case("as the admin: deletes exactly the selected tokens; the kept ones (curl-written files) survive",
       function(ref, world)
         local before = ref:ids()
-        local r = prune("admin", { "--keep-env-file", t.keep_file, "--keep-env-file", t.nkeep_file, "--yes" })
+        local r = prune("admin", { "--all-users", "--keep-env-file", t.keep_file, "--keep-env-file", t.nkeep_file,
+          "--yes" })
         F.untouched(ref, world)
         assert.truthy(ref:id_of(t.kept.token), "the admin's kept token survives")
         assert.truthy(ref:id_of(t.nkept.token), "the normal user's kept token survives")

@@ -250,9 +250,15 @@ local function list(args, ctx)
     if not args.user:match("^%d+$") then ctx:usage("--user takes a user id (a number), not %q", args.user) end
     if args.all_users then ctx:usage("give --user or --all-users, not both") end
     filters.user = args.user
-  elseif not args.all_users then
-    -- A gateway lists every user's tokens to anyone (API doc §17): by default, the caller's own.
-    filters.user = tostring(ctx:check(s:me()).id)
+  else
+    -- A gateway lists every user's tokens to anyone (API doc §17): by default, the caller's
+    -- own; every user's only for a superuser, who can act on them.
+    local me = ctx:check(s:me())
+    if not args.all_users then
+      filters.user = tostring(me.id)
+    elseif not me.is_superuser then
+      ctx:fail({ code = "forbidden", message = ("--all-users is for superusers (%s is not one)"):format(me.username) })
+    end
   end
   if args.kind == "personal" then filters.application__isnull = "true" end
   if args.kind == "application" then filters.application__isnull = "false" end
@@ -376,7 +382,7 @@ function M.register(groups, cli)
   local l = token:command("list", "List tokens (values are never shown by the gateway).")
   l:option("--application", "Only this application's tokens (name or id).")
   l:option("--user", "Only this user's tokens (id; default: your own).")
-  l:flag("--all-users", "Every user's tokens (a non-superuser sees them masked).")
+  l:flag("--all-users", "Every user's tokens (superusers only; default: your own).")
   l:option("--kind", "personal or application."):choices({ "personal", "application" })
   l:option("--format", "table or json."):choices({ "table", "json" }):default("table")
   cli.connection_options(l)
