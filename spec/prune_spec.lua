@@ -41,7 +41,8 @@ describe("aap token prune", function()
   end
 
   local stale, never, fresh, young_never
-  setup(function() sim = helper.start_sim() end)
+  -- 1-year tokens (gateways since mid-2025): the expiry arithmetic below counts on them
+  setup(function() sim = helper.start_sim({ args = { "--access-lifetime", "31536000" } }) end)
   teardown(function() sim:stop() end)
   before_each(function()
     sim:reset()

@@ -213,6 +213,9 @@ function Ref:id_of(value)
   return nil
 end
 
+--- Sim:token_id's contract on the reference: the id of the access token with this value, or nil.
+function Ref:token_id(value) return self:id_of(value) end
+
 --- Sorted ids of every access token on the server (optionally only those of a user id).
 function Ref:ids(user_id)
   local ids = {}

@@ -27,7 +27,8 @@ describe("example policy", function()
     return run(argv, env)
   end
 
-  setup(function() sim = helper.start_sim() end)
+  -- 1-year tokens (gateways since mid-2025): the expiry arithmetic below counts on them
+  setup(function() sim = helper.start_sim({ args = { "--access-lifetime", "31536000" } }) end)
   teardown(function() sim:stop() end)
   before_each(function()
     sim:reset()

@@ -57,7 +57,7 @@ describe("aap token rotate", function()
   end
 
   setup(function()
-    sim = helper.start_sim()
+    sim = helper.start_sim({ args = { "--access-lifetime", "31536000" } }) -- 1-year tokens, as below
     server_tokens = function(filter) return sim:token_ids(filter) end
     works = function(value) return sim:token_works(value) end
     token_id = function(value) return sim:token_id(value) end

@@ -119,12 +119,19 @@ describe("aap sim lists and resources", function()
     end)
 
     it("refuses filtering on secret values with 403", function()
-      for f, name in pairs{ token = "token", refresh_token = "refresh_token", token__startswith = "token" } do
+      for f, name in pairs{ token = "token", refresh_token__token = "token", token__startswith = "token" } do
         local st, body = get(B .. "tokens/?" .. f .. "=abc")
         assert.equal(403, st)
         assert.same({ detail = "Filtering on " .. name .. " is not allowed." }, body)
       end
-      local st, body = get(B .. "applications/?client_secret=x")
+      -- refresh_token itself is the relation to the refresh token, by id
+      local st, body = get(B .. "tokens/?refresh_token=abc")
+      assert.equal(400, st)
+      assert.same({ detail = "Invalid refresh_token id: abc" }, body)
+      local _, with = get(B .. "tokens/?refresh_token__isnull=false")
+      for _, t in ipairs(with.results) do assert.equal("$encrypted$", t.refresh_token) end
+      assert.is_true(#with.results > 0)
+      st, body = get(B .. "applications/?client_secret=x")
       assert.equal(403, st)
       assert.same({ detail = "Filtering on client_secret is not allowed." }, body)
     end)
@@ -138,7 +145,10 @@ describe("aap sim lists and resources", function()
       assert.same({ detail = "OAuth2AccessToken has no field named 'bogus'" }, body)
       st, body = get(B .. "tokens/?user=abc")
       assert.equal(400, st)
-      assert.same({ detail = "Field 'id' expected a number but got 'abc'." }, body)
+      assert.same({ detail = "Invalid user id: abc" }, body)
+      st, body = get(B .. "tokens/?id=abc")
+      assert.equal(400, st)
+      assert.same({ detail = '["\u{201c}abc\u{201d} value must be an integer."]' }, body)
       st, body = get(B .. "tokens/?id__in=")
       assert.equal(400, st)
       assert.same({ detail = "cannot provide empty value for __in" }, body)
@@ -155,6 +165,10 @@ describe("aap sim lists and resources", function()
       local st, empty = get(B .. "users/999/tokens/")
       assert.equal(200, st)
       assert.equal(0, empty.count)
+      local st3, page, h3 = sim:raw("GET", B .. "users/abc/tokens/", { basic = admin() })
+      assert.equal(500, st3)
+      assert.equal("text/html; charset=utf-8", h3["content-type"])
+      assert.matches("Server Error %(500%)", page)
       local st2, body, h = sim:json("POST", B .. "users/" .. uid .. "/tokens/", { basic = admin(), json = {} })
       assert.equal(405, st2)
       assert.same({ detail = 'Method "POST" not allowed.' }, body)
@@ -168,14 +182,54 @@ describe("aap sim lists and resources", function()
       assert.equal(405, st)
     end)
 
-    it("normal users see their own tokens; list_visibility=all shows every token", function()
+    it("the user sub-lists ignore filters and order_by, and paginate (behaviour 2024)", function()
+      local uid = n(sim.seed.admin.id)
+      local function ids(body)
+        local out = {}
+        for i, t in ipairs(body.results) do out[i] = n(t.id) end
+        return out
+      end
+      local _, all = get(B .. "users/" .. uid .. "/tokens/")
+      for _, q in ipairs{ "?description=nothing", "?order_by=-id", "?order_by=bogus", "?token=x",
+                          "?last_used__isnull=false&order_by=-last_used", "?id__in=" } do
+        local st, body = get(B .. "users/" .. uid .. "/tokens/" .. q)
+        assert.equal(200, st)
+        assert.same(ids(all), ids(body))
+      end
+      local _, p2 = get(B .. "users/" .. uid .. "/personal_tokens/?page_size=1&page=2&order_by=-id")
+      assert.equal(3, p2.count)
+      assert.same({ ids(select(2, get(B .. "users/" .. uid .. "/personal_tokens/")))[2] }, ids(p2))
+      assert.equal(B .. "users/" .. uid .. "/personal_tokens/?order_by=-id&page=3&page_size=1", p2.next)
+      assert.equal(B .. "users/" .. uid .. "/personal_tokens/?order_by=-id&page_size=1", p2.previous)
+    end)
+
+    it("behaviour 2025: the user sub-lists honour filters and order_by", function()
+      sim:configure({ behaviour = "2025" })
+      local uid = n(sim.seed.admin.id)
+      local _, none = get(B .. "users/" .. uid .. "/tokens/?description=nothing")
+      assert.equal(0, none.count)
+      local _, desc = get(B .. "users/" .. uid .. "/tokens/?order_by=-id")
+      assert.is_true(desc.results[1].id > desc.results[2].id)
+      local st, body = get(B .. "users/" .. uid .. "/tokens/?token=x")
+      assert.equal(403, st)
+      assert.same({ detail = "Filtering on token is not allowed." }, body)
+      st = sim:raw("GET", B .. "users/abc/tokens/", { basic = admin() })
+      assert.equal(400, st)
+    end)
+
+    it("normal users see every user's tokens, masked; behaviour 2025 shows their own", function()
       local u = sim.seed.user
+      local _, all = get(B .. "tokens/", { u.username, u.password })
+      assert.equal(6, all.count)
+      for _, t in ipairs(all.results) do assert.equal("$encrypted$", t.token) end
+      local st = get(B .. "tokens/" .. n(all.results[1].id) .. "/", { u.username, u.password })
+      assert.equal(403, st)
+      sim:configure({ behaviour = "2025" })
       local _, own = get(B .. "tokens/", { u.username, u.password })
       assert.equal(1, own.count)
       assert.equal("dev's", own.results[1].description)
       sim:configure({ list_visibility = "all" })
-      local _, all = get(B .. "tokens/", { u.username, u.password })
-      assert.equal(6, all.count)
+      assert.equal(6, select(2, get(B .. "tokens/", { u.username, u.password })).count)
     end)
   end)
 
@@ -225,7 +279,7 @@ describe("aap sim lists and resources", function()
     it("validation errors", function()
       local st, body = sim:json("POST", B .. "applications/", { basic = admin(), json = { name = "x" } })
       assert.equal(400, st)
-      assert.same({ organization = { "This field is required." }, client_type = { "This field is required." },
+      assert.same({ client_type = { "This field is required." },
                     authorization_grant_type = { "This field is required." } }, body)
       local bad = { name = "x", organization = 999, client_type = "secret", authorization_grant_type = "password" }
       st, body = sim:json("POST", B .. "applications/", { basic = admin(), json = bad })
@@ -242,6 +296,23 @@ describe("aap sim lists and resources", function()
       st, body = sim:json("POST", B .. "applications/", { basic = admin(), json = dup })
       assert.equal(400, st)
       assert.same({ non_field_errors = { "The fields name, organization must make a unique set." } }, body)
+      sim:configure({ behaviour = "2025" })
+      st, body = sim:json("POST", B .. "applications/", { basic = admin(), json = { name = "x" } })
+      assert.equal(400, st)
+      assert.same({ organization = { "This field is required." }, client_type = { "This field is required." },
+                    authorization_grant_type = { "This field is required." } }, body)
+    end)
+
+    it("an application without organization (behaviour 2024): 201, null, and no name clash", function()
+      local noorg = { name = "loose", client_type = "public", authorization_grant_type = "password" }
+      for _ = 1, 2 do
+        local st, body, h = sim:json("POST", B .. "applications/", { basic = admin(), json = noorg })
+        assert.equal(201, st)
+        assert.equal(helper.json.null, body.organization)
+        assert.is_nil(body.related.organization)
+        assert.is_nil(body.summary_fields.organization)
+        assert.equal(B .. "applications/" .. n(body.id) .. "/", h.location)
+      end
     end)
 
     it("non-superusers get 403 even for GET (configurable); anonymous 401", function()

@@ -336,13 +336,25 @@ describe("aap sim tokens", function()
       assert.same({ detail = "Authentication credentials were not provided." }, body)
     end)
 
-    it("a read token gets 403 on writes, also on tokens/ unless the setting is off", function()
+    it("a read token gets 403 on writes, but not on tokens/ and applications/ (behaviour 2024)", function()
       local _, t = pat(nil, { scope = "read" })
       local st, body = sim:json("POST", B .. "organizations/", { bearer = t.token, json = { name = "nope" } })
       assert.equal(403, st)
       assert.same({ detail = "You do not have permission to perform this action." }, body)
-      st = sim:json("POST", B .. "tokens/", { bearer = t.token, json = {} })
-      assert.equal(403, st)
+      local created
+      st, created = sim:json("POST", B .. "tokens/", { bearer = t.token, json = { scope = "write" } })
+      assert.equal(201, st)
+      st = sim:json("PATCH", B .. "tokens/" .. n(created.id) .. "/", { bearer = t.token, json = { description = "x" } })
+      assert.equal(200, st)
+      st = sim:json("PATCH", B .. "applications/1/", { bearer = t.token, json = { description = "x" } })
+      assert.equal(200, st)
+      sim:configure({ behaviour = "2025" })
+      for _, r in ipairs{ { "POST", B .. "tokens/" }, { "PATCH", B .. "tokens/" .. n(created.id) .. "/" },
+                          { "PATCH", B .. "applications/1/" } } do
+        st, body = sim:json(r[1], r[2], { bearer = t.token, json = { description = "x" } })
+        assert.equal(403, st)
+        assert.same({ detail = "You do not have permission to perform this action." }, body)
+      end
       sim:configure({ scope_permission_on_tokens = false })
       st = sim:json("POST", B .. "tokens/", { bearer = t.token, json = {} })
       assert.equal(201, st)
@@ -366,21 +378,87 @@ describe("aap sim tokens", function()
         headers = { ["content-type"] = "text/plain" }, body = "hello" })
       assert.equal(415, st)
       assert.same({ detail = 'Unsupported media type "text/plain" in request.' }, body)
+      -- no Content-Type at all is text/plain to Django
+      st, body = sim:json("POST", B .. "tokens/", { basic = as_admin(), body = "{}" })
+      assert.equal(415, st)
+      assert.same({ detail = 'Unsupported media type "text/plain" in request.' }, body)
     end)
 
     it("400 JSON parse error, and for a JSON value that is not an object", function()
       local st, body = sim:json("POST", B .. "tokens/", { basic = as_admin(),
         headers = { ["content-type"] = "application/json" }, body = "{oops" })
       assert.equal(400, st)
-      assert.matches("^JSON parse error %- ", body.detail)
-      st, body = sim:json("POST", B .. "tokens/", { basic = as_admin(),
+      assert.same({ detail = "JSON parse error - Expecting property name enclosed in double quotes: "
+        .. "line 1 column 2 (char 1)" }, body)
+      st, body = sim:json("POST", B .. "applications/", { basic = as_admin(),
         headers = { ["content-type"] = "application/json" }, body = "[1]" })
       assert.equal(400, st)
       assert.same({ non_field_errors = { "Invalid data. Expected a dictionary, but got list." } }, body)
-      st, body = sim:json("POST", B .. "tokens/", { basic = as_admin(),
+      st, body = sim:json("POST", B .. "applications/", { basic = as_admin(),
         headers = { ["content-type"] = "application/json" }, body = " [] " })
       assert.equal(400, st)
       assert.same({ non_field_errors = { "Invalid data. Expected a dictionary, but got list." } }, body)
+      -- on tokens/, DAB's permission class calls request.data.get() first: a 500
+      for _, b in ipairs{ "[1]", "null", '"x"' } do
+        local st2, page, h = sim:raw("POST", B .. "tokens/", { basic = as_admin(),
+          headers = { ["content-type"] = "application/json" }, body = b })
+        assert.equal(500, st2)
+        assert.equal("text/html; charset=utf-8", h["content-type"])
+        assert.matches("Server Error", page)
+      end
+    end)
+  end)
+
+  describe("gateway generations", function()
+    local function span_days(body)
+      local function days(s)
+        local y, m, d = s:match("^(%d+)-(%d+)-(%d+)")
+        return os.time({ year = tonumber(y), month = tonumber(m), day = tonumber(d), hour = 12 }) // 86400
+      end
+      return days(body.expires) - days(body.created)
+    end
+
+    it("behaviour 2024 (the default): 1000-year tokens, and Location on 201", function()
+      local st, body, h = sim:json("POST", B .. "tokens/", { basic = as_admin(), json = {} })
+      assert.equal(201, st)
+      assert.equal(B .. "tokens/" .. n(body.id) .. "/", h.location)
+      assert.is_true(math.abs(span_days(body) - 365000) <= 1)
+      local _, cfg = sim:control("GET", "/__sim/config")
+      assert.equal("2024", cfg.behaviour)
+      assert.equal(31536000000, cfg.access_token_lifetime)
+    end)
+
+    it("behaviour 2025: 1-year tokens, and each of its settings may still be chosen", function()
+      local st, cfg = sim:configure({ behaviour = 2025 })
+      assert.equal(200, st)
+      assert.equal("2025", cfg.behaviour)
+      assert.same({ 31536000, "own", true, "invalid_grant", true, true, true },
+        { cfg.access_token_lifetime, cfg.list_visibility, cfg.scope_permission_on_tokens, cfg.refresh_after_delete,
+          cfg.nested_list_filters, cfg.app_url, cfg.app_organization_required })
+      local _, body = pat()
+      assert.is_true(math.abs(span_days(body) - 365) <= 1)
+      _, cfg = sim:configure({ behaviour = "2024", access_token_lifetime = 60 })
+      assert.equal(60, cfg.access_token_lifetime)
+      assert.equal("all", cfg.list_visibility)
+      assert.equal(400, (sim:configure({ behaviour = "2023" })))
+    end)
+
+    it("--behaviour 2025 at start-up; a flag or state setting wins over its profile", function()
+      local s2 = helper.start_sim({ args = { "--behaviour", "2025", "--access-lifetime", "120" } })
+      local _, cfg = s2:control("GET", "/__sim/config")
+      s2:stop()
+      assert.equal("2025", cfg.behaviour)
+      assert.equal(120, cfg.access_token_lifetime)
+      assert.equal("own", cfg.list_visibility)
+    end)
+
+    it("POST /__sim/token_id names the token of a value, from the store", function()
+      local _, body = pat()
+      assert.equal(n(body.id), sim:token_id(body.token))
+      assert.is_nil(sim:token_id("NoSuchToken0123456789abcdefghi"))
+      assert.equal(400, (sim:control("POST", "/__sim/token_id", {})))
+      local entries = sim:log()
+      for _, e in ipairs(entries) do assert.is_nil(e.path:find(body.token, 1, true)) end
     end)
   end)
 

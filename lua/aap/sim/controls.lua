@@ -192,11 +192,18 @@ function M.handle(sim, req)
   elseif what == "log" and (m == "GET" or m == "DELETE") then
     if m == "DELETE" then sim.log = {} end
     return answer(200, { entries = arr(sim.log) })
+  elseif what == "token_id" and m == "POST" then
+    -- ground truth for specs: which access token has this value (it comes in the body, never
+    -- in the URL, so it is not logged)
+    if type(spec.token) ~= "string" then return bad("give token (the access token's value)") end
+    local t = store:token_by_value(spec.token)
+    return answer(200, { id = t and t.id or null })
   elseif what == "tokens" and m == "POST" then
     local res, terr = bulk_tokens(sim, spec)
     if not res then return bad(terr) end
     return answer(201, res)
-  elseif what and ({ seed = 1, reset = 1, clock = 1, faults = 1, config = 1, log = 1, tokens = 1 })[what] then
+  elseif what and ({ seed = 1, reset = 1, clock = 1, faults = 1, config = 1, log = 1, tokens = 1,
+                     token_id = 1 })[what] then
     return answer(405, { detail = ('Method "%s" not allowed.'):format(m) })
   end
   return answer(404, { detail = "Not found." })

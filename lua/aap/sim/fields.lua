@@ -97,7 +97,8 @@ function M.pk(data, name, opts, exists)
   end
   local id
   if type(v) == "number" then
-    if v == math.floor(v) then id = math.tointeger(v) end
+    -- Django's int() of the lookup value truncates a float: 1.5 is pk 1
+    if v == v and v > -2^53 and v < 2^53 then id = math.tointeger(v >= 0 and math.floor(v) or math.ceil(v)) end
   elseif type(v) == "string" and v:match("^%s*[+-]?%d+%s*$") then
     id = math.tointeger(tonumber(v:match("^%s*(.-)%s*$")))
   end

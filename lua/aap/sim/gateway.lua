@@ -56,6 +56,13 @@ local function respond(ctx, status, body, extra)
   return { status = status, headers = h, body = text }
 end
 
+--- A 201 answer: DRF's CreateModelMixin adds `Location` from the object's `url` (the gateway's
+-- relative one); the controller sends none.
+local function created(ctx, body)
+  local loc = not ctx.ctrl and json.get(body, "url") or nil
+  return respond(ctx, 201, body, loc and { { "Location", loc } } or nil)
+end
+
 local function raise(resp)
   error(setmetatable(resp, RAISED), 0)
 end
@@ -96,6 +103,15 @@ local function plain(status, text, headers)
   return { status = status, headers = h, body = text or "" }
 end
 
+--- Django's page for an unhandled exception (DEBUG off), as `text/html; charset=utf-8`.
+-- Django's page for a route it does not have (the reference gateway's, byte for byte).
+M.NOT_FOUND_PAGE = "\n<!doctype html>\n<html lang=\"en\">\n<head>\n  <title>Not Found</title>\n</head>\n<body>\n"
+  .. "  <h1>Not Found</h1><p>The requested resource was not found on this server.</p>\n</body>\n</html>\n"
+M.SERVER_ERROR_PAGE = "\n<!doctype html>\n<html lang=\"en\">\n<head>\n  <title>Server Error (500)</title>\n"
+  .. "</head>\n<body>\n  <h1>Server Error (500)</h1><p></p>\n</body>\n</html>\n"
+
+local function server_error() raise(plain(500, M.SERVER_ERROR_PAGE)) end
+
 local function oauth_json(status, body, extra)
   local h = { { "Content-Type", "application/json" }, { "Cache-Control", "no-store" }, { "Pragma", "no-cache" } }
   for _, x in ipairs(extra or {}) do h[#h + 1] = x end
@@ -120,9 +136,13 @@ end
 local FORM = "application/x-www-form-urlencoded"
 local MULTIPART = "multipart/form-data"
 
---- Parse the request body as DRF's parsers do (the controller takes JSON only).
-local function request_data(ctx)
-  if ctx.data then return ctx.data end
+--- Parse the request body as DRF's parsers do (the controller takes JSON only). JSON that is
+-- not an object is the serializer's 400, unless `any_json`: then `data.invalid` holds that answer.
+local function request_data(ctx, any_json)
+  if ctx.data then
+    if ctx.data.invalid and not any_json then raise(ctx.data.invalid) end
+    return ctx.data
+  end
   local req = ctx.req
   local body = req.body or ""
   local ct = req.headers["content-type"]
@@ -133,15 +153,15 @@ local function request_data(ctx)
   elseif mt == "application/json" then
     local v, err = json.decode(body)
     if v == nil then fail(ctx, 400, "JSON parse error - " .. err) end
-    if v == null then
-      raise(respond(ctx, 400, obj{ "non_field_errors", arr{ "No data provided" } }))
-    end
-    if type(v) ~= "table" or #v > 0 or body:match("^%s*%[") then
-      local t = body:match("^%s*%[") and "list" or fields.pytype(v)
-      raise(respond(ctx, 400, obj{ "non_field_errors",
-        arr{ format("Invalid data. Expected a dictionary, but got %s.", t) } }))
-    end
     data = { values = v, form = false }
+    if v == null then
+      data = { values = {}, form = false, invalid = respond(ctx, 400, obj{ "non_field_errors",
+        arr{ "No data provided" } }) }
+    elseif type(v) ~= "table" or #v > 0 or body:match("^%s*%[") then
+      local t = body:match("^%s*%[") and "list" or fields.pytype(v)
+      data = { values = {}, form = false, invalid = respond(ctx, 400, obj{ "non_field_errors",
+        arr{ format("Invalid data. Expected a dictionary, but got %s.", t) } }) }
+    end
   elseif mt == FORM and not ctx.ctrl then
     if not utf8.len(body) then fail(ctx, 400, "Form data is not valid UTF-8") end
     data = { values = codec.parse_map(body), form = true }
@@ -153,9 +173,11 @@ local function request_data(ctx)
     end
     data = { values = v, form = true }
   else
-    fail(ctx, 415, format('Unsupported media type "%s" in request.', ct or ""))
+    -- a request without Content-Type is text/plain to Django (wsgiref's default)
+    fail(ctx, 415, format('Unsupported media type "%s" in request.', ct or "text/plain"))
   end
   ctx.data = data
+  if data.invalid and not any_json then raise(data.invalid) end
   return data
 end
 
@@ -271,7 +293,7 @@ local function serialize_app(ctx, a, plain_secret)
                        "activity_stream", format("%sactivitystream/?content_type=30&object_id=%d", b, a.id) }
   if a.created_by then put(related, "created_by", b .. "users/" .. a.created_by .. "/") end
   if a.modified_by then put(related, "modified_by", b .. "users/" .. a.modified_by .. "/") end
-  put(related, "organization", b .. "organizations/" .. a.organization .. "/")
+  if a.organization then put(related, "organization", b .. "organizations/" .. a.organization .. "/") end
   if a.user then put(related, "user", b .. "users/" .. a.user .. "/") end
   local summary = obj{}
   if a.modified_by and users[a.modified_by] then put(summary, "modified_by", user_summary(users[a.modified_by])) end
@@ -285,7 +307,7 @@ local function serialize_app(ctx, a, plain_secret)
     "modified_by", id_or_null(a.modified_by), "name", a.name, "client_id", a.client_id,
     "redirect_uris", a.redirect_uris, "post_logout_redirect_uris", a.post_logout_redirect_uris,
     "algorithm", a.algorithm, "user", id_or_null(a.user), "description", a.description,
-    "organization", a.organization,
+    "organization", id_or_null(a.organization),
   }
   if ctx.cfg.app_url then put(o, "app_url", a.app_url or null) end
   if secret then put(o, "client_secret", secret) end
@@ -351,15 +373,20 @@ end
 
 -- Lists ---------------------------------------------------------------------------------
 
-local function list_response(ctx, model, candidates, serialize, default_order, search)
+-- `unfiltered`: filters and ordering are not applied (candidates are served in their order),
+-- only pagination, as DAB's user token sub-lists do.
+local function list_response(ctx, model, candidates, serialize, default_order, search, unfiltered)
   local store = ctx.store
   local ok, body = pcall(function()
-    local pred = lists.compile(store, model, ctx.query, search)
-    local items = {}
-    for _, r in ipairs(candidates) do
-      if pred(r) then items[#items + 1] = r end
+    local items = candidates
+    if not unfiltered then
+      local pred = lists.compile(store, model, ctx.query, search)
+      items = {}
+      for _, r in ipairs(candidates) do
+        if pred(r) then items[#items + 1] = r end
+      end
+      lists.order(store, model, items, ctx.params.order_by or ctx.params.order, default_order)
     end
-    lists.order(store, model, items, ctx.params.order_by or ctx.params.order, default_order)
     return lists.page{
       items = items, serialize = function(r) return serialize(ctx, r) end, path = ctx.req.rawpath,
       pairs = ctx.query, page_size = ctx.cfg.page_size, max_page_size = ctx.cfg.max_page_size,
@@ -375,10 +402,11 @@ end
 local function is_admin(u) return u.is_superuser or u.is_platform_auditor end
 
 local function sees_all_tokens(ctx)
-  return is_admin(ctx.user) or ctx.cfg.list_visibility == "all"
+  -- the controller (AWX) shows a user only their own tokens
+  return is_admin(ctx.user) or (not ctx.ctrl and ctx.cfg.list_visibility == "all")
 end
 
-local function token_list(ctx, keep)
+local function token_list(ctx, keep, unfiltered)
   local store, all, uid = ctx.store, sees_all_tokens(ctx), ctx.user.id
   local out = {}
   for _, id in ipairs(store.token_ids) do
@@ -392,7 +420,7 @@ local function token_list(ctx, keep)
       return function(t) return t.description:lower():find(needle, 1, true) ~= nil end
     end
   end
-  return list_response(ctx, lists.MODELS.token, out, serialize_token, { "id" }, search)
+  return list_response(ctx, lists.MODELS.token, out, serialize_token, { "id" }, search, unfiltered)
 end
 
 local function can_read_apps(ctx)
@@ -470,7 +498,12 @@ end
 local function create_token(ctx, opts)
   opts = opts or {}
   local user = ctx.user
-  local data = request_data(ctx)
+  local data = request_data(ctx, true)
+  -- DAB's OAuth2TokenPermission calls request.data.get(): JSON that is not an object fails there
+  if data.invalid then
+    if ctx.ctrl then raise(data.invalid) end
+    server_error()
+  end
   local wants_app = opts.application or (opts.application ~= false and truthy(data.values.application))
   if wants_app and not user.is_superuser then forbidden(ctx) end
   local errs, out = obj{}, {}
@@ -491,7 +524,7 @@ local function create_token(ctx, opts)
     user = owner, application = out.application, description = out.description or "",
     scope = out.scope or "write", created_by = user.id, with_refresh = app ~= nil,
   }
-  return respond(ctx, 201, serialize_token(ctx, t, value, rvalue))
+  return created(ctx, serialize_token(ctx, t, value, rvalue))
 end
 
 local function get_token(ctx, sid)
@@ -539,7 +572,9 @@ local function validate_app(ctx, data, existing)
     take("algorithm", fields.choice(data, "algorithm", {}, { "", "RS256", "HS256" }))
     take("user", fields.pk(data, "user", { allow_null = true }, pk_exists("users")))
     take("description", fields.char(data, "description", { allow_blank = true }))
-    take("organization", fields.pk(data, "organization", { required = true }, pk_exists("orgs")))
+    -- the model's organization is nullable: DAB's October 2024 serializer does not require it
+    take("organization", fields.pk(data, "organization", { required = ctx.cfg.app_organization_required },
+      pk_exists("orgs")))
     if ctx.cfg.app_url then take("app_url", fields.url(data, "app_url", { max_length = 200 })) end
     take("client_type", fields.choice(data, "client_type", { required = true }, { "confidential", "public" }))
     take("skip_authorization", fields.boolean(data, "skip_authorization"))
@@ -558,7 +593,8 @@ local function validate_app(ctx, data, existing)
   local name = out.name or (existing and existing.name)
   local org = out.organization or (existing and existing.organization)
   for _, a in pairs(store.apps) do
-    if a ~= existing and a.name == name and a.organization == org then
+    -- like SQL's UNIQUE, no organization (NULL) never clashes
+    if a ~= existing and org ~= nil and a.name == name and a.organization == org then
       local msg = "The fields name, organization must make a unique set."
       raise(respond(ctx, 400, obj{ "non_field_errors", arr{ msg } }))
     end
@@ -587,7 +623,7 @@ local function create_app(ctx, forced_org)
   out.client_secret = secret
   out.client_id = nil
   local a = ctx.store:add_app(out, ctx.user.id)
-  return respond(ctx, 201, serialize_app(ctx, a, secret))
+  return created(ctx, serialize_app(ctx, a, secret))
 end
 
 local function get_app(ctx, sid, write)
@@ -781,8 +817,11 @@ local function token_endpoint(ctx)
     if not form.refresh_token then oauth_error("invalid_request", "Missing refresh token parameter.") end
     local app = client_auth(ctx, form)
     local r = store:refresh_by_value(form.refresh_token)
-    if not r or r.revoked or r.application ~= app.id or (not r.access and not cfg.refresh_after_delete) then
-      oauth_error("invalid_grant")
+    if not r or r.revoked or r.application ~= app.id then oauth_error("invalid_grant") end
+    if not r.access then
+      -- DOT looks up the refresh token's access token: the 2024 code fails with DoesNotExist
+      if cfg.refresh_after_delete == "error" then server_error() end
+      if cfg.refresh_after_delete ~= "allow" then oauth_error("invalid_grant") end
     end
     -- DOT takes the original scopes from the refresh token's access token
     local access = r.access and store.tokens[r.access]
@@ -835,8 +874,9 @@ local function revoke_endpoint(ctx)
   local form = oauth_form(ctx)
   if not form.token then oauth_error("invalid_request", "Missing token parameter.") end
   client_auth(ctx, form)
+  -- oauthlib ignores a hint it does not know (unsupported_token_type is only for known types
+  -- the server does not support, and DOT supports both)
   local hint = form.token_type_hint
-  if hint and hint ~= "access_token" and hint ~= "refresh_token" then oauth_error("unsupported_token_type") end
   -- A hashed-token gateway looks the plaintext up unhashed and finds nothing: `noop`.
   if ctx.cfg.revoke_token == "effective" or ctx.ctrl then
     local order = hint == "refresh_token" and { "refresh", "access" } or { "access", "refresh" }
@@ -902,11 +942,15 @@ end
 local function view(name, methods, opts)
   opts = opts or {}
   return { name = name, methods = methods, anon = opts.anon, anon_unless = opts.anon_unless,
-           token_view = opts.token_view, allow = allow_string(methods) }
+           oauth2_view = opts.oauth2_view, allow = allow_string(methods) }
 end
 
 local function token_sublist(kind)
   return function(ctx, sid)
+    -- DAB's user view-set mixin only paginates a plain queryset (API doc §17), and a pk that is
+    -- not a number fails inside the ORM
+    local unfiltered = not ctx.ctrl and not ctx.cfg.nested_list_filters
+    if unfiltered and not sid:match("^%d+$") then server_error() end
     local uid = sub_user_id(ctx, sid)
     if ctx.ctrl and kind ~= "all" then uid = ctx.user.id end
     return token_list(ctx, function(t)
@@ -914,7 +958,7 @@ local function token_sublist(kind)
       if kind == "personal" then return t.application == nil end
       if kind == "authorized" then return t.application ~= nil end
       return true
-    end)
+    end, unfiltered)
   end
 end
 
@@ -927,7 +971,7 @@ local function build_routes(ctrl)
   route(b .. "tokens/", view("Token List", {
     GET = function(ctx) return token_list(ctx) end,
     POST = function(ctx) return create_token(ctx) end,
-  }, { token_view = true }))
+  }, { oauth2_view = true }))
   route(b .. "tokens/" .. ID .. "/", view("Token Detail", {
     GET = function(ctx, id) return respond(ctx, 200, serialize_token(ctx, get_token(ctx, id))) end,
     PUT = function(ctx, id) return update_token(ctx, id, false) end,
@@ -937,11 +981,11 @@ local function build_routes(ctrl)
       ctx.store:delete_token(t.id)
       return respond(ctx, 204)
     end,
-  }, { token_view = true }))
+  }, { oauth2_view = true }))
   route(b .. "applications/", view("Application List", {
     GET = function(ctx) return app_list(ctx) end,
     POST = function(ctx) return create_app(ctx) end,
-  }))
+  }, { oauth2_view = true }))
   route(b .. "applications/" .. ID .. "/", view("Application Detail", {
     GET = function(ctx, id) return respond(ctx, 200, serialize_app(ctx, get_app(ctx, id))) end,
     PUT = function(ctx, id) return update_app(ctx, id, false) end,
@@ -951,7 +995,7 @@ local function build_routes(ctrl)
       ctx.store:delete_app(a.id)
       return respond(ctx, 204)
     end,
-  }))
+  }, { oauth2_view = true }))
   local app_tokens = {
     GET = function(ctx, id)
       local a = get_app(ctx, id)
@@ -964,7 +1008,7 @@ local function build_routes(ctrl)
       return create_token(ctx, { application = a.id })
     end
   end
-  route(b .. "applications/" .. ID .. "/tokens/", view("Application Token List", app_tokens, { token_view = true }))
+  route(b .. "applications/" .. ID .. "/tokens/", view("Application Token List", app_tokens, { oauth2_view = true }))
   local users_tokens = { GET = token_sublist("all") }
   local personal = { GET = token_sublist("personal") }
   local authorized = { GET = token_sublist("authorized") }
@@ -973,9 +1017,10 @@ local function build_routes(ctrl)
     personal.POST = function(ctx) return create_token(ctx, { application = false }) end
     authorized.POST = function(ctx) return create_token(ctx, { require_app = true }) end
   end
-  route(b .. "users/" .. ID .. "/tokens/", view("User Token List", users_tokens, { token_view = true }))
-  route(b .. "users/" .. ID .. "/personal_tokens/", view("Personal Token List", personal, { token_view = true }))
-  route(b .. "users/" .. ID .. "/authorized_tokens/", view("Authorized Token List", authorized, { token_view = true }))
+  route(b .. "users/" .. ID .. "/tokens/", view("User Token List", users_tokens, { oauth2_view = true }))
+  route(b .. "users/" .. ID .. "/personal_tokens/", view("Personal Token List", personal, { oauth2_view = true }))
+  route(b .. "users/" .. ID .. "/authorized_tokens/", view("Authorized Token List", authorized,
+    { oauth2_view = true }))
   route(b .. "users/", view("User List", { GET = user_list }))
   route(b .. "users/" .. ID .. "/", view("User Detail", { GET = user_detail }))
   route(b .. "organizations/", view("Organization List", {
@@ -984,7 +1029,7 @@ local function build_routes(ctrl)
       require_superuser(ctx)
       local out = validate_org(ctx, request_data(ctx))
       local o = ctx.store:add_org(out, ctx.user.id)
-      return respond(ctx, 201, serialize_org(ctx, o))
+      return created(ctx, serialize_org(ctx, o))
     end,
   }))
   local function org_update(partial)
@@ -1166,8 +1211,7 @@ local function not_found_page(ctx)
     return { status = 404, headers = { { "Content-Type", "application/json" } },
              body = json.encode(detail("The requested resource could not be found.")) }
   end
-  return plain(404, "<!doctype html>\n<html lang=\"en\">\n<head>\n  <title>Not Found</title>\n</head>\n<body>\n"
-    .. "  <h1>Not Found</h1><p>The requested resource was not found on this server.</p>\n</body>\n</html>\n")
+  return plain(404, M.NOT_FOUND_PAGE)
 end
 
 -- DRF's content negotiation (JSON and the browsable API's HTML): 406 when no media range
@@ -1197,8 +1241,9 @@ local function run_view(ctx, v, captures)
   M.authenticate(ctx)
   local anon = v.anon and not (v.anon_unless and ctx.cfg[v.anon_unless])
   if not anon and not ctx.user then unauthorized(ctx) end
-  -- OAuth2ScopePermission: writes need a `write` token.
-  if ctx.token and not SAFE[ctx.method] and (not v.token_view or ctx.cfg.scope_permission_on_tokens) then
+  -- OAuth2ScopePermission: writes need a `write` token. The October 2024 token and application
+  -- views do not have it (scope_permission_on_tokens false).
+  if ctx.token and not SAFE[ctx.method] and (not v.oauth2_view or ctx.ctrl or ctx.cfg.scope_permission_on_tokens) then
     local has_write = false
     for w in ctx.token.scope:gmatch("%S+") do
       if w == "write" then has_write = true end

@@ -35,13 +35,8 @@ function M.redacted_path(req)
 end
 
 local FAULT_BODIES = {
-  -- Django's own page for a route it does not have (the reference gateway's, byte for byte).
-  ["404"] = { "text/html; charset=utf-8",
-    "<!doctype html>\n<html lang=\"en\">\n<head>\n  <title>Not Found</title>\n</head>\n<body>\n"
-    .. "  <h1>Not Found</h1><p>The requested resource was not found on this server.</p>\n</body>\n</html>\n" },
-  ["500"] = { "text/html; charset=utf-8",
-    "<!doctype html>\n<html lang=\"en\">\n<head>\n  <title>Server Error (500)</title>\n</head>\n<body>\n"
-    .. "  <h1>Server Error (500)</h1><p></p>\n</body>\n</html>\n" },
+  ["404"] = { "text/html; charset=utf-8", gateway.NOT_FOUND_PAGE },
+  ["500"] = { "text/html; charset=utf-8", gateway.SERVER_ERROR_PAGE },
   ["502"] = { "text/html", "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
     .. "<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n" },
   ["503"] = { "text/plain", "upstream connect error or disconnect/reset before headers. reset reason: "
@@ -129,6 +124,17 @@ function M.new(opts)
   return sim
 end
 
+-- lua-cjson decodes every JSON number as a float: ids and counts must be integers (a user id
+-- of 2.0 would make URLs like users/2.0/).
+local function integral(v)
+  if type(v) == "table" then
+    for k, x in pairs(v) do v[k] = integral(x) end
+  elseif math.type(v) == "float" and v == math.floor(v) and math.abs(v) < 2^53 then
+    return math.tointeger(v)
+  end
+  return v
+end
+
 local function load_state(path)
   local fh, err = io.open(path, "rb")
   if not fh then return nil, err end
@@ -137,7 +143,7 @@ local function load_state(path)
   if path:match("%.json$") or text:match("^%s*[%[{]") then
     local v, jerr = cjson.decode(text)
     if type(v) ~= "table" then return nil, path .. ": invalid JSON: " .. tostring(jerr) end
-    return v
+    return integral(v)
   end
   local chunk, lerr = load(text, "@" .. path, "t", {})
   if not chunk then return nil, lerr end
@@ -157,7 +163,13 @@ local function parser()
   p:option("--admin-password", "The admin password (default: $AAP_SIM_ADMIN_PASSWORD, else random).")
   p:option("--tls-cert", "PEM certificate (chain) to serve HTTPS with.")
   p:option("--tls-key", "PEM private key of --tls-cert.")
-  p:option("--access-lifetime", "Access token lifetime in seconds (default 31536000)."):convert(math.tointeger)
+  p:option("--behaviour", "Which gateway to behave as where they differ: 2024 (the October 2024 "
+    .. "django-ansible-base code of the reference gateway: nested token lists ignore filters, refresh after "
+    .. "DELETE is a 500, every user's tokens listed, read tokens may write tokens/, 1000-year tokens, "
+    .. "applications without an organization) or 2025 (later gateways: all of those the other way, "
+    .. "1-year tokens, app_url). Default: 2024."):choices{ "2024", "2025" }
+  p:option("--access-lifetime", "Access token lifetime in seconds (default: 31536000000 with --behaviour "
+    .. "2024, 31536000 with 2025)."):convert(math.tointeger)
   p:option("--refresh-lifetime", "Refresh token lifetime in seconds (default 2628000)."):convert(math.tointeger)
   p:option("--idle-timeout", "Seconds before an idle connection is closed.", "30"):convert(tonumber)
   p:flag("--controls", "Enable the /__sim/ test controls (superusers only).")
@@ -203,14 +215,16 @@ function M.main(argv)
   if not sok then return err("invalid state: " .. tostring(seed)) end
   local config = {}
   for k, v in pairs(store_mod.DEFAULT_CONFIG) do config[k] = v end
-  local flags = {}
-  if args.flavor then flags.flavor = args.flavor end
-  if args.access_lifetime then flags.access_token_lifetime = args.access_lifetime end
-  if args.refresh_lifetime then flags.refresh_token_lifetime = args.refresh_lifetime end
-  for _, changes in ipairs{ seed.config, flags } do
-    local cok, cerr = store_mod.merge_config(config, changes)
-    if not cok then return err("invalid config: " .. cerr) end
-  end
+  -- one change: a setting given in the state file or by a flag wins over the behaviour's profile
+  local changes = {}
+  if type(seed.config) ~= "table" then return err("invalid config: config must be an object") end
+  for k, v in pairs(seed.config) do changes[k] = v end
+  if args.behaviour then changes.behaviour = args.behaviour end
+  if args.flavor then changes.flavor = args.flavor end
+  if args.access_lifetime then changes.access_token_lifetime = args.access_lifetime end
+  if args.refresh_lifetime then changes.refresh_token_lifetime = args.refresh_lifetime end
+  local cok, cerr = store_mod.merge_config(config, changes)
+  if not cok then return err("invalid config: " .. cerr) end
   local quiet = args.quiet
   local function log(msg)
     if not quiet then io.stderr:write("aap sim: ", msg, "\n") end
@@ -226,8 +240,8 @@ function M.main(argv)
   local url, lerr = srv:start()
   if not url then return err(lerr) end
   -- the log's start-up lines come first: once a reader has the URL, the credentials are in the log
-  io.stderr:write(format("aap sim: %s emulator on %s (controls %s)\n", config.flavor, url,
-    args.controls and "on" or "off"))
+  io.stderr:write(format("aap sim: %s emulator on %s (behaviour %s, controls %s)\n", config.flavor, url,
+    config.behaviour, args.controls and "on" or "off"))
   for _, u in ipairs(seed.users) do
     if u.username == "admin" and generated.admin then
       io.stderr:write(format("aap sim: admin password (random): %s\n", u.password))

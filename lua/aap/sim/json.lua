@@ -199,6 +199,15 @@ local function integers(v)
   return v
 end
 
+-- lua-cjson's parse errors and the words of Python's json module for them (DRF's messages)
+local PY_ERRORS = {
+  { "Expected value", "Expecting value" },
+  { "Expected object key string", "Expecting property name enclosed in double quotes" },
+  { "Expected colon", "Expecting ':' delimiter" },
+  { "Expected comma", "Expecting ',' delimiter" },
+  { "Expected the end", "Extra data" },
+}
+
 --- Decode request JSON (integral numbers as integers).
 -- @tparam string s text
 -- @return the value, or nil and a Python-style message (`Expecting value: line 1 column 1 (char 0)`)
@@ -214,7 +223,10 @@ function M.decode(s)
     local line, lastnl = 1, 0
     for nl in before:gmatch("()\n") do line, lastnl = line + 1, nl end
     local col = char - lastnl + 1
-    local what = tostring(err):find("Expected value") and "Expecting value" or "Invalid JSON"
+    local what = "Invalid JSON"
+    for _, m in ipairs(PY_ERRORS) do
+      if tostring(err):find(m[1], 1, true) then what = m[2] break end
+    end
     return nil, format("%s: line %d column %d (char %d)", what, line, col, char)
   end
   if type(v) == "number" then return math.tointeger(v) or v end

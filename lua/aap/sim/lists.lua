@@ -28,7 +28,7 @@ local function key(k) return function(r) return r[k] end end
 --- Models: field kinds and getters over the store's records.
 M.MODELS = {
   token = {
-    name = "OAuth2AccessToken", forbidden = { token = true, refresh_token = true },
+    name = "OAuth2AccessToken", forbidden = { token = true },
     fields = {
       id = f("int", key("id")), user = f("fk", key("user"), "user"), application = f("fk", key("application"), "app"),
       description = f("str", key("description")), scope = f("str", key("scope")),
@@ -36,6 +36,16 @@ M.MODELS = {
       expires = f("time", key("expires")), last_used = f("time", key("last_used")),
       created_by = f("fk", key("created_by"), "user"), modified_by = f("fk", key("modified_by"), "user"),
       source_refresh_token = f("int", key("source_refresh")),
+      -- the reverse one-to-one of the refresh token's access_token
+      refresh_token = f("fk", function(r) return r.refresh and r.refresh.id end, "refresh"),
+    },
+  },
+  refresh = {
+    name = "OAuth2RefreshToken", forbidden = { token = true },
+    fields = {
+      id = f("int", key("id")), user = f("fk", key("user"), "user"), application = f("fk", key("application"), "app"),
+      created = f("time", key("created")), revoked = f("time", key("revoked")),
+      access_token = f("fk", key("access"), "token"),
     },
   },
   app = {
@@ -70,7 +80,7 @@ M.MODELS = {
   },
 }
 
-local TABLE_OF = { user = "users", app = "apps", org = "orgs", token = "tokens" }
+local TABLE_OF = { user = "users", app = "apps", org = "orgs", token = "tokens", refresh = "refresh" }
 
 --- An error answer raised from list processing: `{status=, detail=}`.
 local ListError = {}
@@ -139,7 +149,9 @@ local function convert(fld, name, v)
     if l == "null" or l == "none" then return null end
     local n = v:match("^%s*[+-]?%d+%s*$") and math.tointeger(tonumber(v))
     if not n then
-      fail(400, format("Field '%s' expected a number but got '%s'.", fld.kind == "fk" and "id" or name, v))
+      -- DAB's FieldLookupBackend for a relation; Django's IntegerField.to_python otherwise
+      if fld.kind == "fk" then fail(400, format("Invalid %s id: %s", name, v)) end
+      fail(400, format('["\u{201c}%s\u{201d} value must be an integer."]', v))
     end
     return n
   elseif fld.kind == "bool" then

@@ -110,38 +110,73 @@ end
 
 -- Settings ---------------------------------------------------------------------------
 
---- Default settings (docs/design.md "Settings").
+--- What each gateway generation does where they differ (docs/design.md "Settings"). `2024` is
+-- the October 2024 django-ansible-base code of the reference gateway (API doc §17), the default;
+-- `2025` is what later gateways do. Setting `behaviour` sets every key of its profile that the
+-- same change does not set itself.
+M.BEHAVIOURS = {
+  ["2024"] = {
+    access_token_lifetime = 31536000000,  -- DAB's default: 1000 years
+    list_visibility = "all",              -- tokens/ lists every user's tokens, masked
+    scope_permission_on_tokens = false,   -- a `read` token may POST/PATCH tokens/
+    refresh_after_delete = "error",       -- DOT raises DoesNotExist: a 500 HTML page
+    nested_list_filters = false,          -- users/{id}/*tokens/ ignore filters and order_by
+    app_url = false,                      -- applications have no app_url field yet
+    app_organization_required = false,    -- POST applications/ without organization: null
+  },
+  ["2025"] = {
+    access_token_lifetime = 31536000,     -- gateways since 2.5.20250604: 1 year
+    list_visibility = "own",
+    scope_permission_on_tokens = true,
+    refresh_after_delete = "invalid_grant",
+    nested_list_filters = true,
+    app_url = true,
+    app_organization_required = true,
+  },
+}
+
+--- Default settings (docs/design.md "Settings"): the `2024` behaviour.
 M.DEFAULT_CONFIG = {
+  behaviour = "2024",
   flavor = "gateway",
-  access_token_lifetime = 31536000,
   refresh_token_lifetime = 2628000,
   page_size = 50,
   max_page_size = 200,
   basic_auth = true,
   revoke_token = "effective",
-  scope_permission_on_tokens = true,
   product_name = "Unnamed",
   product_version = "2.5",
   allow_external_users = false,
-  list_visibility = "own",
   app_read_for_members = false,
   ping_requires_auth = false,
   latency_ms = 0,
-  app_url = true,
-  refresh_after_delete = false,
   token_application_read_only = false,
 }
+for k, v in pairs(M.BEHAVIOURS["2024"]) do M.DEFAULT_CONFIG[k] = v end
+
+-- refresh_after_delete: true and false are the values of before it had three
+local REFRESH_AFTER_DELETE = { error = "error", invalid_grant = "invalid_grant", allow = "allow",
+                               [true] = "allow", [false] = "invalid_grant" }
+
+-- "2025" or 2025 (a JSON number): the profile's name, or nil
+local function behaviour_name(v)
+  if type(v) == "number" then v = math.tointeger(v) and format("%d", v) end
+  return M.BEHAVIOURS[v] and v or nil
+end
 
 local CONFIG_CHECK = {
+  behaviour = function(v) return behaviour_name(v) ~= nil end,
   flavor = function(v) return v == "gateway" or v == "controller" end,
   revoke_token = function(v) return v == "effective" or v == "noop" end,
   list_visibility = function(v) return v == "own" or v == "all" end,
+  refresh_after_delete = function(v) return REFRESH_AFTER_DELETE[v] ~= nil end,
   product_name = "string", product_version = "string",
   access_token_lifetime = "int", refresh_token_lifetime = "int", latency_ms = "int",
   page_size = "posint", max_page_size = "posint",
   basic_auth = "boolean", scope_permission_on_tokens = "boolean", allow_external_users = "boolean",
   app_read_for_members = "boolean", ping_requires_auth = "boolean", app_url = "boolean",
-  refresh_after_delete = "boolean", token_application_read_only = "boolean",
+  token_application_read_only = "boolean", nested_list_filters = "boolean",
+  app_organization_required = "boolean",
 }
 
 --- Validate and merge settings into `into`.
@@ -166,7 +201,14 @@ function M.merge_config(into, changes)
     end
     if not ok then return nil, "invalid value for " .. k end
   end
+  if changes.behaviour ~= nil then
+    for k, v in pairs(M.BEHAVIOURS[behaviour_name(changes.behaviour)]) do
+      if changes[k] == nil then into[k] = v end
+    end
+  end
   for k, v in pairs(changes) do
+    if k == "refresh_after_delete" then v = REFRESH_AFTER_DELETE[v] end
+    if k == "behaviour" then v = behaviour_name(v) end
     into[k] = type(v) == "number" and floor(v) or v
   end
   -- the controller's page size, unless chosen explicitly
