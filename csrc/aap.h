@@ -103,6 +103,8 @@ typedef struct aap_xfer {
     int done;
     CURLcode result;
     long status;
+    const char *refused;       /* an error code when aap refused to go on ("redirect",
+                                * "insecure"); the message is in errbuf */
     struct curl_slist *hdrs;
     char errbuf[CURL_ERROR_SIZE];
 } aap_xfer;
@@ -111,6 +113,7 @@ typedef struct aap_session {
     int closed;
     int flavor;                 /* AAP_FLAVOR_* (UNKNOWN until detected) */
     int insecure;
+    int clear_ok;               /* secrets may be sent: https, a loopback host, or allowed */
     int retries;
     int concurrency;
     int nxfers;
@@ -139,6 +142,7 @@ typedef struct aap_req {
     const char *content_type;
     int auth;                  /* AAP_AUTH_* */
     const char *client_user, *client_pass; /* AAP_AUTH_CLIENT, URL-encoded */
+    int secret_body;           /* the body holds secrets (OAuth forms) */
 } aap_req;
 
 typedef struct aap_page {
@@ -183,6 +187,15 @@ int aap_form_add(aap_buf *b, const char *key, const char *val, size_t vlen);
 /* URL-encodes s into a new malloc'd string (wipe with aap_free_secret). */
 char *aap_urlencode(const char *s, size_t n);
 const char *aap_api_prefix(const aap_session *S);
+/* 1 when host (as libcurl's URL parser gives it: IPv6 in brackets) is loopback:
+ * localhost, 127.0.0.0/8, [::1], [::ffff:127.0.0.0/104]. The one definition. */
+int aap_is_loopback(const char *host);
+/* Where a redirect from URL `from` to `location` goes. 1: to the session's own
+ * origin (scheme, host and port), *next = the URL to follow (malloc'd); 0: to
+ * another origin; -1: not an http(s) URL; -2: no memory. `where` receives
+ * "scheme://host:port" of the target when it could be parsed. */
+int aap_redirect_target(aap_session *S, const char *from, const char *location, char **next,
+                        char *where, size_t wlen);
 const char *aap_oauth_prefix(const aap_session *S);
 
 /* ---- tokens.c: aap.Token records ---------------------------------------- */

@@ -166,6 +166,8 @@ int aap_fail(lua_State *L, const char *code, long status, const char *message,
 
 int aap_push_transport_error(lua_State *L, const aap_xfer *x, const aap_req *r)
 {
+    if (x->refused)            /* aap's own refusal: its code, the answer's status */
+        return aap_fail(L, x->refused, x->status, x->errbuf, r->method, r->path);
     const char *code = aap_curl_code(x->result);
     if (x->too_large)
         code = "too_large";

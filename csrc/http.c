@@ -5,15 +5,26 @@
  *
  * Safe defaults are set in C on every transfer, after curl_easy_reset, so
  * nothing set for one request leaks into the next and a caller cannot forget
- * them: http/https only (redirects too), TLS verification, NOSIGNAL, connect
- * and total timeouts, a redirect limit, credentials never sent to another
- * host (libcurl's own Basic/Bearer handling with UNRESTRICTED_AUTH off), and
- * caps on body and header bytes enforced in the callbacks.
+ * them: http/https only, TLS verification, NOSIGNAL, connect and total
+ * timeouts, and caps on body and header bytes enforced in the callbacks.
+ *
+ * Redirects: libcurl follows none. aap follows a redirect itself only for GET
+ * and HEAD, only to the session's own origin (scheme, host and port: https
+ * never becomes http), at most MAX_REDIRS times; every other redirect is an
+ * error (code "redirect"), so no credential and no body ever goes anywhere but
+ * the gateway, and a POST is never sent twice.
+ *
+ * Plain http: no request that carries a credential (Basic, Bearer, OAuth client
+ * authentication, an OAuth form with a token in it) goes over plain http:// to
+ * a host that is not loopback (aap_is_loopback), unless the session allows it
+ * (allow_plain_http). The check precedes any connection or name resolution.
  *
  * The callbacks touch only C memory and never call Lua.
  */
 #include "aap.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -21,6 +32,8 @@
 #define MAX_REDIRS 3L
 #define BACKOFF_CAP 8.0          /* seconds between two attempts, at most */
 #define RETRY_AFTER_CAP 60.0     /* a server's Retry-After, at most */
+
+static const char *find_header(const aap_buf *head, const char *name, size_t *vlen);
 
 static size_t write_cb(char *p, size_t size, size_t n, void *ud)
 {
@@ -124,6 +137,7 @@ static CURLcode setup(aap_session *S, aap_xfer *x, const aap_req *r, long timeou
     x->too_large = 0;
     x->status = 0;
     x->result = CURLE_OK;
+    x->refused = NULL;
     x->errbuf[0] = '\0';
     x->max_body = S->max_body;
     x->max_head = S->max_head;
@@ -134,8 +148,7 @@ static CURLcode setup(aap_session *S, aap_xfer *x, const aap_req *r, long timeou
     SET(CURLOPT_PRIVATE, (void *)x);
     SET(CURLOPT_ERRORBUFFER, x->errbuf);
     SET(CURLOPT_NOSIGNAL, 1L);
-    SET(CURLOPT_FOLLOWLOCATION, 1L);
-    SET(CURLOPT_MAXREDIRS, MAX_REDIRS);
+    SET(CURLOPT_FOLLOWLOCATION, 0L);     /* aap decides (see the top of this file) */
     SET(CURLOPT_UNRESTRICTED_AUTH, 0L);
     SET(CURLOPT_CONNECTTIMEOUT_MS, S->connect_timeout_ms);
     SET(CURLOPT_TIMEOUT_MS, timeout_ms);
@@ -171,8 +184,8 @@ static CURLcode setup(aap_session *S, aap_xfer *x, const aap_req *r, long timeou
         }
     }
 
-    /* Credentials through libcurl's own auth: with UNRESTRICTED_AUTH off it
-     * sends them only to the first host, port and scheme of the transfer. */
+    /* Credentials through libcurl's own auth (never a custom header), for this
+     * one URL: libcurl follows no redirect. */
     if (r->auth == AAP_AUTH_SESSION && S->token) {
         SET(CURLOPT_HTTPAUTH, (long)CURLAUTH_BEARER);
         SET(CURLOPT_XOAUTH2_BEARER, S->token);
@@ -277,6 +290,8 @@ static int start(aap_session *S, aap_xfer *x, const aap_req *r, long timeout_ms)
 
 static int retry_transport(const aap_xfer *x, int idem)
 {
+    if (x->refused)
+        return 0;
     /* Nothing was sent: safe to repeat even a POST that creates a token. */
     if (x->result == CURLE_COULDNT_CONNECT || x->result == CURLE_COULDNT_RESOLVE_HOST)
         return 1;
@@ -306,15 +321,113 @@ static double backoff(aap_session *S, int attempt)
     return jitter(S, d < BACKOFF_CAP ? d : BACKOFF_CAP);
 }
 
+/* aap refuses to go on: the transfer counts as failed with `code` (the
+ * message goes to errbuf; x->status keeps the answer's status, if any). */
+static void refuse(aap_xfer *x, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(x->errbuf, sizeof x->errbuf, fmt, ap);
+    va_end(ap);
+    x->refused = code;
+    x->result = CURLE_ABORTED_BY_CALLBACK;
+}
+
+static int carries_secret(const aap_session *S, const aap_req *r)
+{
+    return (r->auth == AAP_AUTH_SESSION && (S->token || S->username)) ||
+           r->auth == AAP_AUTH_CLIENT || r->secret_body;
+}
+
+/* 0 when r may be sent; else refuses x (code "insecure") before any I/O. */
+static int check_clear(aap_session *S, aap_xfer *x, const aap_req *r)
+{
+    x->refused = NULL;
+    if (S->clear_ok || !carries_secret(S, r))
+        return 0;
+    x->status = 0;
+    refuse(x, "insecure", "refusing to send credentials over plain http:// to a host that is not "
+           "loopback (use https://, or allow_plain_http = true)");
+    return -1;
+}
+
+static int is_redirect(long status)
+{
+    return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+/* x holds a redirect answer to `hop`: 1 with *next set when aap follows it, else
+ * 0 after refusing x. */
+static int follow(aap_session *S, aap_xfer *x, const aap_req *hop, int hops, char **next)
+{
+    size_t n;
+    const char *loc = x->head.data ? find_header(&x->head, "location", &n) : NULL;
+    char where[200];
+    char *l = loc ? malloc(n + 1) : NULL;
+    int t = -1;
+    *next = NULL;
+    if (l) {
+        memcpy(l, loc, n);
+        l[n] = '\0';
+        t = aap_redirect_target(S, hop->url, l, next, where, sizeof where);
+        free(l);
+    } else if (loc) {
+        t = -2;
+    }
+    int get = !strcmp(hop->method, "GET") || !strcmp(hop->method, "HEAD");
+    if (t == 1 && get && hops < MAX_REDIRS)
+        return 1;
+    free(*next);
+    *next = NULL;
+    if (t == -2)
+        refuse(x, "redirect", "not enough memory to read a redirect");
+    else if (t < 0)
+        refuse(x, "redirect", "a redirect to a location that is not an http(s) URL with a host; "
+               "not followed");
+    else if (t == 0)
+        refuse(x, "redirect", "a redirect to another origin, %s; not followed: credentials and "
+               "request bodies go only to %s (if the gateway moved, use its new URL)", where, S->origin);
+    else if (!get)
+        refuse(x, "redirect", "a redirect; a %s is never sent again, to any location", hop->method);
+    else
+        refuse(x, "redirect", "too many redirects (more than %d)", (int)MAX_REDIRS);
+    return 0;
+}
+
+/* One attempt: the request, then the redirects aap follows (same origin,
+ * GET/HEAD), within the deadline. A redirect answer without a Location is an
+ * answer like any other. */
+static void exchange(aap_session *S, aap_xfer *x, const aap_req *r, double deadline)
+{
+    aap_req hop = *r;
+    char *url = NULL;
+    for (int hops = 0;; hops++) {
+        double left = deadline - aap_now();
+        long ms = left > 0.001 ? (long)(left * 1000.0) : 1;
+        if (start(S, x, &hop, ms) == 0)
+            drive(S, 1, NULL, NULL);
+        size_t n;
+        if (x->result != CURLE_OK || !is_redirect(x->status) || !x->head.data ||
+            !find_header(&x->head, "location", &n))
+            break;
+        char *next;
+        if (!follow(S, x, &hop, hops, &next))
+            break;
+        free(url);
+        url = next;
+        hop.url = url;
+    }
+    free(url);
+}
+
 int aap_http_run(aap_session *S, aap_xfer *x, const aap_req *r)
 {
+    if (check_clear(S, x, r) != 0)
+        return -1;
     double deadline = aap_now() + (double)S->timeout_ms / 1000.0;
     int idem = idempotent(r->method);
     for (int attempt = 0;; attempt++) {
-        double left = deadline - aap_now();
-        long ms = left > 0.001 ? (long)(left * 1000.0) : 1;
-        if (start(S, x, r, ms) == 0)
-            drive(S, 1, NULL, NULL);
+        exchange(S, x, r, deadline);
         int failed = x->result != CURLE_OK;
         if (attempt >= S->retries)
             return failed ? -1 : 0;
@@ -375,11 +488,15 @@ static int many_next(aap_session *S, aap_xfer *x, void *ud)
 
 void aap_http_fetch_many(aap_session *S, const char *const *urls, aap_page *pages, int n)
 {
-    struct many m = { urls, pages, n, 0, { "GET", NULL, NULL, NULL, 0, NULL, AAP_AUTH_SESSION, NULL, NULL } };
+    struct many m = { urls, pages, n, 0, { "GET", NULL, NULL, NULL, 0, NULL, AAP_AUTH_SESSION, NULL, NULL, 0 } };
     for (int i = 0; i < n; i++) {
         pages[i].result = CURLE_FAILED_INIT;   /* until fetched */
         pages[i].status = 0;
     }
+    /* A page that is not a 200 (a redirect too: libcurl follows none) is
+     * fetched again alone, through aap_http_run and its checks. */
+    if (!S->clear_ok && carries_secret(S, &m.req))
+        return;
     int h = S->concurrency < n ? S->concurrency : n;
     if (h < 1)
         h = 1;

@@ -39,6 +39,16 @@ static const char *opt_secret(lua_State *L, int idx, const char *fn, const char 
 static int oauth_post(lua_State *L, aap_session *S, const char *what, const char *client_id,
                       const char *client_secret, const char *const *secrets)
 {
+    /* Before anything else, flavor detection included: nothing is sent. */
+    if (!S->clear_ok) {
+        aap_buf_clear(&S->form);
+        lua_pushfstring(L, "%s%s", aap_oauth_prefix(S), what);
+        return aap_fail(L, "insecure", 0, client_secret
+                        ? "refusing to send a token and a client secret over plain http:// to a host that "
+                          "is not loopback (use https://, or allow_plain_http = true)"
+                        : "refusing to send a token over plain http:// to a host that is not loopback "
+                          "(use https://, or allow_plain_http = true)", "POST", lua_tostring(L, -1));
+    }
     int n = aap_need_flavor(L, S);
     if (n) {
         aap_buf_clear(&S->form);
@@ -47,7 +57,7 @@ static int oauth_post(lua_State *L, aap_session *S, const char *what, const char
     lua_pushfstring(L, "%s%s", aap_oauth_prefix(S), what);
     lua_pushfstring(L, "%s%s", S->base, lua_tostring(L, -1));
     aap_req r = { "POST", lua_tostring(L, -1), lua_tostring(L, -2), S->form.data ? S->form.data : "",
-                  S->form.len, "application/x-www-form-urlencoded", AAP_AUTH_NONE, NULL, NULL };
+                  S->form.len, "application/x-www-form-urlencoded", AAP_AUTH_NONE, NULL, NULL, 1 };
     struct client c = { NULL, NULL };
     if (client_secret) {
         /* Basic with both parts URL-encoded: DOT URL-decodes them. */

@@ -88,7 +88,7 @@ static int fetch_page(lua_State *L, aap_session *S, int uidx)
     const char *path = url + strlen(S->origin);
     const char *q = strchr(path, '?');
     lua_pushlstring(L, path, q ? (size_t)(q - path) : strlen(path));
-    aap_req r = { "GET", url, lua_tostring(L, -1), NULL, 0, NULL, AAP_AUTH_SESSION, NULL, NULL };
+    aap_req r = { "GET", url, lua_tostring(L, -1), NULL, 0, NULL, AAP_AUTH_SESSION, NULL, NULL, 0 };
     aap_xfer *x = &S->xfers[0];
     if (aap_http_run(S, x, &r) != 0) {
         aap_push_transport_error(L, x, &r);

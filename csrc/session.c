@@ -11,8 +11,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <arpa/inet.h>
 #include <sys/random.h>
 #include <unistd.h>
 
@@ -78,7 +76,7 @@ static int session_tostring(lua_State *L)
 static const char *const OPTIONS[] = {
     "url", "username", "password", "token", "ca_file", "insecure", "timeout",
     "connect_timeout", "retries", "flavor", "user_agent", "max_body", "max_header",
-    "concurrency", "allow_insecure_basic", "backoff", NULL
+    "concurrency", "allow_plain_http", "allow_insecure_basic", "backoff", NULL
 };
 
 static const char *opt_string(lua_State *L, const char *key, int header_safe, size_t *len)
@@ -122,27 +120,6 @@ static int opt_bool(lua_State *L, const char *key)
     int v = lua_toboolean(L, -1);
     lua_pop(L, 1);
     return v;
-}
-
-/* Loopback: the name localhost, an IPv4 literal in 127.0.0.0/8, or the IPv6
- * literal ::1 - never a host name that merely starts like one
- * ("127.attacker.example"), and not ::ffff:127.0.0.1 (not a loopback name). */
-static int is_loopback(const char *host)
-{
-    if (strcasecmp(host, "localhost") == 0)
-        return 1;
-    unsigned char a[16];
-    if (inet_pton(AF_INET, host, a) == 1)
-        return a[0] == 127;
-    size_t n = strlen(host);
-    if (n > 2 && n < 64 && host[0] == '[' && host[n - 1] == ']') {
-        char v6[64];
-        memcpy(v6, host + 1, n - 2);
-        v6[n - 2] = '\0';
-        static const unsigned char one[16] = { [15] = 1 };
-        return inet_pton(AF_INET6, v6, a) == 1 && memcmp(a, one, 16) == 0;
-    }
-    return 0;
 }
 
 static char *dup_or_die(lua_State *L, const char *s)
@@ -194,7 +171,7 @@ static void set_base(lua_State *L, aap_session *S, const char *url, int *is_http
             S->origin = origin;
             S->base = base;
             *is_http = strcmp(scheme, "http") == 0;
-            *loopback = is_loopback(host);
+            *loopback = aap_is_loopback(host);
         } else {
             free(origin);
             bad = "not enough memory";
@@ -235,7 +212,8 @@ static int l_connect(lua_State *L)
     const char *user_agent = opt_string(L, "user_agent", 1, NULL);
     const char *flavor = opt_string(L, "flavor", 1, NULL);
     int insecure = opt_bool(L, "insecure");
-    int allow_basic = opt_bool(L, "allow_insecure_basic");
+    /* allow_insecure_basic: the former name, which only covered Basic. */
+    int allow_plain = opt_bool(L, "allow_plain_http") || opt_bool(L, "allow_insecure_basic");
     double timeout = opt_number(L, "timeout", 30, 0.001, 86400);
     double ctimeout = opt_number(L, "connect_timeout", 10, 0.001, 86400);
     int retries = (int)opt_number(L, "retries", 3, 0, 10);
@@ -268,12 +246,17 @@ static int l_connect(lua_State *L)
 
     int is_http = 0, loopback = 0;
     set_base(L, S, url, &is_http, &loopback);
-    if (username && is_http && !loopback && !allow_basic) {
+    S->clear_ok = !is_http || loopback || allow_plain;
+    if ((username || token) && !S->clear_ok) {
         /* A setting the operator chose (often from the environment): an
-         * error to report, not a programmer error to raise. */
+         * error to report, not a programmer error to raise. Refused here,
+         * before any I/O; http.c refuses every other secret the same way. */
         session_release(S);
-        return aap_fail(L, "insecure", 0, "refusing to send a Basic password over plain http:// to a "
-                        "non-loopback host (use https://, or allow_insecure_basic = true)", NULL, NULL);
+        return aap_fail(L, "insecure", 0, token
+                        ? "refusing to send a token over plain http:// to a host that is not loopback "
+                          "(use https://, or allow_plain_http = true)"
+                        : "refusing to send a Basic password over plain http:// to a host that is not "
+                          "loopback (use https://, or allow_plain_http = true)", NULL, NULL);
     }
     S->flavor = fl;
     S->insecure = insecure;
@@ -340,7 +323,7 @@ int aap_call_json(lua_State *L, aap_session *S, const char *method, const char *
         return n;
     aap_push_url(L, S, path, qidx, NULL);
     aap_req r = { method, lua_tostring(L, -1), lua_tostring(L, -2), NULL, 0, NULL,
-                  AAP_AUTH_SESSION, NULL, NULL };
+                  AAP_AUTH_SESSION, NULL, NULL, 0 };
     if (jidx) {
         aap_json_encode(L, jidx);
         r.body = lua_tolstring(L, -1, &r.body_len);
@@ -356,7 +339,7 @@ static long probe(lua_State *L, aap_session *S, const char *path)
     lua_pushstring(L, path);
     lua_pushfstring(L, "%s%s", S->base, path);
     aap_req r = { "GET", lua_tostring(L, -1), lua_tostring(L, -2), NULL, 0, NULL,
-                  AAP_AUTH_SESSION, NULL, NULL };
+                  AAP_AUTH_SESSION, NULL, NULL, 0 };
     aap_xfer *x = &S->xfers[0];
     if (aap_http_run(S, x, &r) != 0) {
         aap_push_transport_error(L, x, &r);
@@ -598,12 +581,16 @@ static int s_request(lua_State *L)
         }
     }
     lua_settop(L, 7);
+    if (form && !S->clear_ok)    /* before flavor detection: nothing is sent */
+        return aap_fail(L, "insecure", 0, "refusing to send a form (OAuth: tokens, client secrets) over "
+                        "plain http:// to a host that is not loopback (use https://, or allow_plain_http = true)",
+                        METHODS[mi], path);
     int n = aap_need_flavor(L, S);
     if (n)
         return n;
     aap_push_url(L, S, path, query, NULL);                  /* 8 path, 9 url */
     aap_req r = { METHODS[mi], lua_tostring(L, 9), lua_tostring(L, 8), NULL, 0, NULL,
-                  AAP_AUTH_SESSION, NULL, NULL };
+                  AAP_AUTH_SESSION, NULL, NULL, 0 };
     aap_buf_clear(&S->form);
     if (json) {
         aap_json_encode(L, json);
@@ -627,6 +614,7 @@ static int s_request(lua_State *L)
         r.body = S->form.data ? S->form.data : "";
         r.body_len = S->form.len;
         r.content_type = "application/x-www-form-urlencoded";
+        r.secret_body = 1;       /* forms are OAuth's: grants, tokens, client secrets */
     }
     aap_xfer *x = &S->xfers[0];
     int rc = aap_http_run(S, x, &r);

@@ -7,6 +7,8 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <arpa/inet.h>
 
 const char *aap_api_prefix(const aap_session *S)
 {
@@ -248,4 +250,98 @@ int aap_push_resolved(lua_State *L, aap_session *S, const char *link)
     curl_free(query);
     curl_url_cleanup(u);
     return ok;
+}
+
+/* ---- where credentials may go --------------------------------------------- */
+
+/* The one definition of loopback (docs/design.md): the name `localhost`, an IPv4
+ * literal in 127.0.0.0/8, the IPv6 literal [::1], and an IPv4-mapped IPv6 literal
+ * of 127.0.0.0/8 ([::ffff:127.0.0.1]: the kernel delivers it to 127.0.0.1 over the
+ * loopback interface, so it never leaves the machine either). Never a name that
+ * merely starts like one ("127.attacker.example", "localhost.attacker.example"):
+ * a name other than localhost would be resolved by DNS, which can answer anything. */
+int aap_is_loopback(const char *host)
+{
+    if (!host)
+        return 0;
+    if (strcasecmp(host, "localhost") == 0)
+        return 1;
+    unsigned char a[16];
+    if (inet_pton(AF_INET, host, a) == 1)
+        return a[0] == 127;
+    size_t n = strlen(host);
+    if (n > 2 && n < 64 && host[0] == '[' && host[n - 1] == ']') {
+        char v6[64];
+        memcpy(v6, host + 1, n - 2);
+        v6[n - 2] = '\0';
+        if (inet_pton(AF_INET6, v6, a) != 1)
+            return 0;
+        static const unsigned char one[16] = { [15] = 1 };
+        static const unsigned char mapped[12] = { [10] = 0xff, [11] = 0xff };
+        return memcmp(a, one, 16) == 0 || (memcmp(a, mapped, 12) == 0 && a[12] == 127);
+    }
+    return 0;
+}
+
+struct origin {
+    char *scheme, *host, *port;
+};
+
+static void origin_free(struct origin *o)
+{
+    curl_free(o->scheme);
+    curl_free(o->host);
+    curl_free(o->port);
+}
+
+static int origin_get(CURLU *u, struct origin *o)
+{
+    o->scheme = o->host = o->port = NULL;
+    return curl_url_get(u, CURLUPART_SCHEME, &o->scheme, 0) == CURLUE_OK &&
+           curl_url_get(u, CURLUPART_HOST, &o->host, 0) == CURLUE_OK &&
+           curl_url_get(u, CURLUPART_PORT, &o->port, CURLU_DEFAULT_PORT) == CURLUE_OK;
+}
+
+int aap_redirect_target(aap_session *S, const char *from, const char *location, char **next,
+                        char *where, size_t wlen)
+{
+    *next = NULL;
+    if (wlen)
+        where[0] = '\0';
+    if (aap_has_crlf(location, strlen(location)))
+        return -1;
+    CURLU *u = curl_url(), *b = curl_url();
+    struct origin to = { NULL, NULL, NULL }, base = { NULL, NULL, NULL };
+    char *path = NULL, *query = NULL;
+    int rc = -1;
+    /* The Location is resolved against the URL that answered (it may be relative). */
+    if (u && b && curl_url_set(u, CURLUPART_URL, from, 0) == CURLUE_OK &&
+        curl_url_set(u, CURLUPART_URL, location, 0) == CURLUE_OK && origin_get(u, &to) &&
+        curl_url_set(b, CURLUPART_URL, S->origin, 0) == CURLUE_OK && origin_get(b, &base) &&
+        curl_url_get(u, CURLUPART_PATH, &path, 0) == CURLUE_OK) {
+        if (curl_url_get(u, CURLUPART_QUERY, &query, 0) != CURLUE_OK)
+            query = NULL;
+        if (wlen)
+            snprintf(where, wlen, "%s://%s:%s", to.scheme, to.host, to.port);
+        rc = 0;
+        if (strcasecmp(to.scheme, base.scheme) == 0 && strcasecmp(to.host, base.host) == 0 &&
+            strcmp(to.port, base.port) == 0) {
+            /* Rebuilt from the session's own origin: user info and fragment dropped. */
+            size_t n = strlen(S->origin) + strlen(path) + (query ? strlen(query) + 1 : 0) + 1;
+            *next = malloc(n);
+            if (*next) {
+                snprintf(*next, n, "%s%s%s%s", S->origin, path, query ? "?" : "", query ? query : "");
+                rc = 1;
+            } else {
+                rc = -2;
+            }
+        }
+    }
+    origin_free(&to);
+    origin_free(&base);
+    curl_free(path);
+    curl_free(query);
+    curl_url_cleanup(u);
+    curl_url_cleanup(b);
+    return rc;
 }

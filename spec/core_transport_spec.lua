@@ -54,9 +54,10 @@ while idle < 6 do   -- a stub nobody stopped goes away after 30 s of silence
           if k then hdr[k:lower()] = v end
         end
         len = tonumber(hdr["content-length"] or 0)
-        if len > 0 then s:receive(len) end
+        local body = len > 0 and s:receive(len) or ""
         local auth = hdr.authorization and hdr.authorization:match("^(%S+)") or "none"
-        logf:write(("%d %s %s %s\n"):format(ids[s], method, target, auth))
+        logf:write(("%d %s %s %s %s\n"):format(ids[s], method, target, auth,
+          body == "" and "-" or (body:gsub(".", function(ch) return ("%02x"):format(ch:byte()) end))))
         local r = routes[method .. " " .. target] or routes[target] or { status = 404, body = "no route" }
         if r.sequence then
           r.n = (r.n or 0) + 1
@@ -90,8 +91,9 @@ end
 function Stub:log()
   local out = {}
   for l in (h.readfile(self.dir .. "/log") or ""):gmatch("[^\n]+") do
-    local conn, method, path, auth = l:match("^(%d+) (%S+) (%S+) (%S+)$")
-    out[#out + 1] = { conn = tonumber(conn), method = method, path = path, auth = auth }
+    local conn, method, path, auth, body = l:match("^(%d+) (%S+) (%S+) (%S+) (%S+)$")
+    body = body == "-" and "" or body:gsub("%x%x", function(x) return string.char(tonumber(x, 16)) end)
+    out[#out + 1] = { conn = tonumber(conn), method = method, path = path, auth = auth, body = body }
   end
   return out
 end
@@ -301,7 +303,7 @@ describe("transport against the emulator", function()
   end)
 
   for _, how in ipairs({ "basic", "bearer" }) do
-    it("never sends " .. how .. " credentials to another host on a redirect", function()
+    it("never sends " .. how .. " credentials to another host on a redirect: it is an error", function()
       local other = start_stub([[return { ["/api/gateway/v1/me/"] = { status = 401, body = "{}" } }]])
       local o = { flavor = "gateway" }
       if how == "bearer" then
@@ -315,18 +317,18 @@ describe("transport against the emulator", function()
       sim:fault({ kind = "redirect", count = 1, location = other.url .. "/api/gateway/v1/me/" })
       local me, err = s:me()
       assert.is_nil(me)
-      assert.equals("auth", err.code)
-      local log = other:log()
-      assert.equals(1, #log)
-      assert.equals("none", log[1].auth)
-      -- and another host name for the same server
+      assert.equals("redirect", err.code)
+      assert.equals(302, err.status)
+      assert.matches(other.url:gsub("%p", "%%%0"), err.message)
+      assert.same({}, other:log())
+      -- and another host name for the same server: nothing is sent to it either
       local port = sim.url:match(":(%d+)$")
+      sim:clear_log()
       sim:fault({ kind = "redirect", count = 1, location = "http://localhost:" .. port .. "/api/gateway/v1/me/" })
       local me2, err2 = s:me()
       assert.is_nil(me2)
-      assert.equals("auth", err2.code)
-      local slog = sim:log()
-      assert.equals("none", slog[#slog].auth)
+      assert.equals("redirect", err2.code)
+      assert.equals(1, #sim:log())
       s:close()
       other:stop()
     end)
@@ -497,5 +499,304 @@ describe("transport against a scripted stub", function()
     assert.equals(2, p3)
     s:close()
     stub:stop()
+  end)
+end)
+
+-- Issue #11: credentials and request bodies never leave the gateway's origin, and no
+-- credential goes over plain http:// to a host that is not loopback. The "other host" is a
+-- stub on another loopback port that answers like a gateway would (a token, a user, a new
+-- token pair), so that following a redirect there would look like success; it logs every
+-- request with its Authorization scheme and body.
+local OTHER_ROUTES = [[
+local J = { { "Content-Type", "application/json" } }
+local TOKEN = '{"id": 4242, "token": "OtherHostToken0123456789abc", "refresh_token": null, "scope": "write", ' ..
+  '"application": null, "user": 1, "description": "other", "created": "2025-01-01T00:00:00Z", ' ..
+  '"modified": "2025-01-01T00:00:00Z", "expires": "2099-01-01T00:00:00Z", "last_used": null}'
+return {
+  ["/api/gateway/v1/tokens/"] = { status = 201, headers = J, body = TOKEN },
+  ["/api/gateway/v1/me/"] = { status = 200, headers = J, body = '{"count": 1, "next": null, "previous": null, ' ..
+    '"results": [{"id": 1, "username": "admin", "is_superuser": true}]}' },
+  ["/o/token/"] = { status = 200, headers = J, body = '{"access_token": "OtherAccess0123456789", ' ..
+    '"refresh_token": "OtherRefresh0123456789", "token_type": "Bearer", "expires_in": 31536000, "scope": "write"}' },
+}]]
+
+-- What reached the other host, for a failure message.
+local function reached(log)
+  local out = {}
+  for _, e in ipairs(log) do out[#out + 1] = ("%s %s auth=%s body=%q"):format(e.method, e.path, e.auth, e.body) end
+  return table.concat(out, "; ")
+end
+
+describe("redirects: credentials and bodies stay with the gateway's origin (issue #11)", function()
+  local API = "/api/gateway/v1/"
+  local sim, tls, certs
+
+  setup(function()
+    sim = h.start_sim()
+    certs = h.make_certs(h.tmpdir())
+    tls = h.start_sim({ args = { "--tls-cert", certs.cert, "--tls-key", certs.key } })
+  end)
+  teardown(function()
+    sim:stop()
+    tls:stop()
+    h.cleanup()
+  end)
+  before_each(function() sim:reset(); tls:reset() end)
+
+  local function admin_env(extra)
+    local e = { AAP_HOSTNAME = sim.url, AAP_PASSWORD = h.ADMIN_PASSWORD }
+    for k, v in pairs(extra or {}) do e[k] = v end
+    return e
+  end
+
+  it("token create: POST tokens/ and GET me/ redirected to a host that answers with a token -> "
+    .. "an error, the file untouched, nothing sent there", function()
+    local other = start_stub(OTHER_ROUTES)
+    local env = h.tmpdir() .. "/.env"
+    h.writefile(env, "KEEP=1\n", 384)
+    sim:fault({ kind = "redirect", count = 5, method = "POST", path = API .. "tokens/",
+                location = other.url .. API .. "tokens/" })
+    sim:fault({ kind = "redirect", count = 5, method = "GET", path = API .. "me/",
+                location = other.url .. API .. "me/" })
+    local r = h.run({ "token", "create", "--env-file", env }, { env = admin_env() })
+    assert.same({}, other:log(), "the other host was sent: " .. reached(other:log()))
+    assert.equals(2, r.code, r.stderr)
+    assert.matches("aap: redirect: a redirect to another origin, http://127%.0%.0%.1:%d+", r.stderr)
+    assert.equals("KEEP=1\n", h.readfile(env))
+    assert.is_nil(r.stderr:find("OtherHost", 1, true))
+  end)
+
+  it("token refresh: a 307 on /o/token/ to another host -> an error; neither the refresh token nor "
+    .. "the client secret is sent there, and the pair still works", function()
+    local other = start_stub(OTHER_ROUTES)
+    local env = h.tmpdir() .. "/.env"
+    local r = h.run({ "token", "create", "--application", sim.seed.application.name, "--env-file", env },
+      { env = admin_env() })
+    assert.equals(0, r.code, r.stderr)
+    local before = h.readfile(env)
+    local client = { AAP_CLIENT_ID = sim.seed.application.client_id,
+                     AAP_CLIENT_SECRET = sim.seed.application.client_secret, AAP_PASSWORD = false }
+    sim:clear_log()
+    sim:fault({ kind = "redirect", status = 307, count = 1, path = "/o/token/", location = other.url .. "/o/token/" })
+    r = h.run({ "token", "refresh", "--env-file", env }, { env = admin_env(client) })
+    assert.same({}, other:log(), "the other host was sent: " .. reached(other:log()))
+    assert.equals(2, r.code, r.stderr)
+    assert.matches("aap: redirect: ", r.stderr)
+    assert.equals(before, h.readfile(env))
+    local posts = 0
+    for _, e in ipairs(sim:log()) do if e.method == "POST" then posts = posts + 1 end end
+    assert.equals(1, posts, "the refresh POST was sent once, never again to the redirect")
+    -- the refused redirect spent nothing: the same refresh token still works
+    r = h.run({ "token", "refresh", "--env-file", env }, { env = admin_env(client) })
+    assert.equals(0, r.code, r.stderr)
+  end)
+
+  it("from an https gateway, a 307 to http:// (downgrade) sends nothing in clear text", function()
+    local other = start_stub(OTHER_ROUTES)
+    local s = assert(aap.connect({ url = tls.url, ca_file = certs.ca, username = "admin",
+                                   password = h.ADMIN_PASSWORD }))
+    local tok = assert(s:create_token({ application = tls.seed.application.id }))
+    local app = tls.seed.application
+    tls:fault({ kind = "redirect", status = 307, count = 1, path = "/o/token/", location = other.url .. "/o/token/" })
+    local new, err = s:refresh({ refresh_token = tok.refresh_token, client_id = app.client_id,
+                                 client_secret = app.client_secret })
+    assert.is_nil(new)
+    assert.equals("redirect", err.code)
+    assert.equals(307, err.status)
+    assert.is_nil(tostring(err):find(app.client_secret, 1, true))
+    -- the same host and port, only the scheme changed: still another origin
+    local port = tls.url:match(":(%d+)$")
+    tls:fault({ kind = "redirect", status = 301, count = 1, path = API .. "me/",
+                location = "http://127.0.0.1:" .. port .. API .. "me/" })
+    local me, err2 = s:me()
+    assert.is_nil(me)
+    assert.equals("redirect", err2.code)
+    tls:fault({ kind = "redirect", status = 308, count = 1, path = API .. "me/", location = other.url .. API .. "me/" })
+    local me3, err3 = s:me()
+    assert.is_nil(me3)
+    assert.equals("redirect", err3.code)
+    assert.same({}, other:log(), "the other host was sent: " .. reached(other:log()))
+    -- and the pair was not spent by the refused redirect
+    assert(s:refresh({ refresh_token = tok.refresh_token, client_id = app.client_id,
+                       client_secret = app.client_secret }))
+    s:close()
+  end)
+
+  it("refuses a redirect to another origin for every method and every redirect status", function()
+    local other = start_stub(OTHER_ROUTES)
+    local s = assert(aap.connect({ url = sim.url, username = "admin", password = h.ADMIN_PASSWORD,
+                                   flavor = "gateway", backoff = 0.001 }))
+    for _, st in ipairs({ 301, 302, 303, 307, 308 }) do
+      for _, m in ipairs({ "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE" }) do
+        sim:clear_log()
+        sim:fault({ kind = "redirect", status = st, count = 1, path = API .. "me/",
+                    location = other.url .. API .. "me/" })
+        local opts = (m == "POST" or m == "PUT" or m == "PATCH") and { json = { secret = "body-Secret-1" } } or nil
+        local status, err = s:request(m, "me/", opts)
+        assert.is_nil(status, m .. " " .. st .. " was a result")
+        assert.equals("redirect", err.code, m .. " " .. st)
+        assert.equals(st, err.status)
+        assert.equals(1, #sim:log(), m .. " " .. st .. " was sent more than once")
+      end
+    end
+    assert.same({}, other:log(), "the other host was sent: " .. reached(other:log()))
+    s:close()
+  end)
+
+  it("follows a same-origin redirect only for GET and HEAD; never re-sends a request with a body", function()
+    local s = assert(aap.connect({ url = sim.url, username = "admin", password = h.ADMIN_PASSWORD,
+                                   flavor = "gateway", backoff = 0.001 }))
+    for _, m in ipairs({ "GET", "HEAD" }) do
+      sim:clear_log()
+      sim:fault({ kind = "redirect", status = 307, count = 1, path = API .. "ping/", location = API .. "ping/" })
+      local status = s:request(m, "ping/")
+      assert.equals(200, status, m)
+      assert.equals(2, #sim:log())
+    end
+    for _, st in ipairs({ 302, 303, 307, 308 }) do
+      for _, m in ipairs({ "POST", "PUT", "PATCH", "DELETE" }) do
+        sim:clear_log()
+        sim:fault({ kind = "redirect", status = st, count = 1, path = API .. "tokens/", location = API .. "tokens/" })
+        local status, err = s:request(m, "tokens/", m ~= "DELETE" and { json = { description = "x" } } or nil)
+        assert.is_nil(status, m .. " " .. st)
+        assert.equals("redirect", err.code)
+        assert.matches("never sent again", err.message)
+        local log = sim:log()
+        assert.equals(1, #log, m .. " " .. st .. " was sent again")
+        assert.equals(m, log[1].method)
+      end
+    end
+    -- the typed calls too: create_token is a POST
+    local before = #sim:token_ids()
+    sim:fault({ kind = "redirect", status = 307, count = 1, path = API .. "tokens/", location = API .. "tokens/" })
+    local tok, err = s:create_token({ description = "x" })
+    assert.is_nil(tok)
+    assert.equals("redirect", err.code)
+    assert.equals(before, #sim:token_ids())
+    s:close()
+  end)
+end)
+
+describe("plain http: no credential to a host that is not loopback (issue #11)", function()
+  local sim
+  setup(function() sim = h.start_sim() end)
+  teardown(function()
+    sim:stop()
+    h.cleanup()
+  end)
+  before_each(function() sim:reset() end)
+
+  -- Never contacted: each is refused before any connection or name resolution (aap.connect
+  -- does no I/O, and the OAuth calls check before flavor detection).
+  local REMOTE = { "http://192.0.2.10", "http://gateway.example", "http://[2001:db8::1]:8080",
+                   "http://127.attacker.example", "http://127.0.0.1.attacker.example",
+                   "http://localhost.attacker.example", "http://[::ffff:192.0.2.10]", "http://0.0.0.0:1",
+                   "http://[::]:1", "http://[::2]:1" }
+  local LOOPBACK = { "http://127.0.0.1:1", "http://127.255.0.9:1", "http://localhost:1", "http://LocalHost:1",
+                     "http://[::1]:1", "http://[::ffff:127.0.0.1]:1", "http://[::ffff:127.9.8.7]:1",
+                     "http://[0:0:0:0:0:ffff:7f00:1]:1", "https://gateway.example" }
+
+  -- Fails at once (before any request) on a core that would send a token to a remote host.
+  local function guard()
+    local s, err = aap.connect({ url = "http://192.0.2.10", token = "tok-0123456789" })
+    if s then s:close() end
+    assert(not s and err.code == "insecure", "this core would send a token over plain http; not going further")
+  end
+
+  it("one definition of loopback for Basic and Bearer: refused to any other host, before any I/O", function()
+    for _, url in ipairs(REMOTE) do
+      for _, cred in ipairs({ { username = "admin", password = "pw-123456" }, { token = "tok-0123456789" } }) do
+        local o = { url = url }
+        for k, v in pairs(cred) do o[k] = v end
+        local s, err = aap.connect(o)
+        if s then s:close() end
+        assert.is_nil(s, url .. (cred.token and " bearer" or " basic"))
+        assert.equals("insecure", err.code)
+        assert.matches("allow_plain_http", err.message)
+        assert.is_nil(tostring(err):find("pw-123456", 1, true))
+        assert.is_nil(tostring(err):find("tok-0123456789", 1, true))
+        o.allow_plain_http = true
+        local t = assert(aap.connect(o))
+        t:close()
+      end
+    end
+    for _, url in ipairs(LOOPBACK) do
+      for _, cred in ipairs({ { username = "admin", password = "pw" }, { token = "tok-0123456789" } }) do
+        local o = { url = url }
+        for k, v in pairs(cred) do o[k] = v end
+        local s = assert(aap.connect(o), url)
+        s:close()
+      end
+    end
+  end)
+
+  it("refuses a refresh or a revoke (refresh token, client secret) to a host that is not loopback, "
+    .. "sending nothing", function()
+    guard()
+    for _, url in ipairs(REMOTE) do
+      -- flavor auto: the refusal must come before detection, which would send requests
+      local s = assert(aap.connect({ url = url, retries = 0, connect_timeout = 0.001 }))
+      local r, err = s:refresh({ refresh_token = "rt-0123456789", client_id = "cid", client_secret = "cs-0123456789" })
+      assert.is_nil(r, url)
+      assert.equals("insecure", err.code)
+      assert.is_nil(tostring(err):find("0123456789", 1, true))
+      local ok, err2 = s:revoke({ token = "tok-0123456789", client_id = "cid" })
+      assert.is_nil(ok)
+      assert.equals("insecure", err2.code)
+      local ok3, err3 = s:request("POST", "/o/token/", { form = { grant_type = "refresh_token",
+                                                                 refresh_token = "rt-0123456789" } })
+      assert.is_nil(ok3)
+      assert.equals("insecure", err3.code)
+      assert.equals(0, s:stats().requests, url .. ": something was sent")
+      s:close()
+    end
+  end)
+
+  it("[::ffff:127.0.0.1] is loopback for Basic, Bearer and OAuth alike", function()
+    local url = sim.url:gsub("127%.0%.0%.1", "[::ffff:127.0.0.1]")
+    local s = assert(aap.connect({ url = url, username = "admin", password = h.ADMIN_PASSWORD }))
+    local tok = assert(s:create_token({ application = sim.seed.application.id }))
+    s:close()
+    local b = assert(aap.connect({ url = url, token = tok.token }))
+    assert.equals("admin", assert(b:me()).username)
+    b:close()
+    local o = assert(aap.connect({ url = url }))
+    local app = sim.seed.application
+    assert(o:refresh({ refresh_token = tok.refresh_token, client_id = app.client_id,
+                       client_secret = app.client_secret }))
+    o:close()
+  end)
+
+  it("the CLI refuses every credential as a local setting error (exit 1); --allow-plain-http / "
+    .. "AAP_ALLOW_PLAIN_HTTP allow it with a warning on every run", function()
+    guard()
+    local remote = "http://192.0.2.10"
+    local r = h.run({ "whoami" }, { env = { AAP_HOSTNAME = remote, AAP_TOKEN = "tok-0123456789" } })
+    assert.equals(1, r.code, r.stderr)
+    assert.matches("^aap: insecure: refusing to send a token over plain http://", r.stderr)
+    r = h.run({ "whoami" }, { env = { AAP_HOSTNAME = remote, AAP_PASSWORD = "pw-123456" } })
+    assert.equals(1, r.code, r.stderr)
+    assert.matches("^aap: insecure: ", r.stderr)
+    local env = h.tmpdir() .. "/.env"
+    h.writefile(env, "AAP_TOKEN=tok0123456789\nREFRESH_TOKEN=rt0123456789\n", 384)
+    r = h.run({ "token", "refresh", "--env-file", env }, { env = { AAP_HOSTNAME = remote, AAP_CLIENT_ID = "cid",
+                                                                   AAP_CLIENT_SECRET = "cs-0123456789" } })
+    assert.equals(1, r.code, r.stderr)
+    assert.matches("aap: insecure: refusing to send a token and a client secret over plain http://", r.stderr)
+    assert.is_nil(r.stderr:find("0123456789", 1, true))
+    -- allowed explicitly: warned about on every run (loopback here: tests talk only to 127.0.0.1)
+    for _, how in ipairs({ { env = { AAP_ALLOW_PLAIN_HTTP = "true" } }, { flag = "--allow-plain-http" },
+                           { env = { AAP_ALLOW_INSECURE_BASIC = "yes" } } }) do
+      local e = { AAP_HOSTNAME = sim.url, AAP_PASSWORD = h.ADMIN_PASSWORD }
+      for k, v in pairs(how.env or {}) do e[k] = v end
+      local argv = { "whoami" }
+      if how.flag then argv[2] = how.flag end
+      r = h.run(argv, { env = e })
+      assert.equals(0, r.code, r.stderr)
+      assert.matches("aap: warning: credentials may be sent over plain http://", r.stderr)
+    end
+    r = h.run({ "whoami" }, { env = { AAP_HOSTNAME = sim.url, AAP_PASSWORD = h.ADMIN_PASSWORD,
+                                      AAP_ALLOW_PLAIN_HTTP = "maybe" } })
+    assert.equals(1, r.code, r.stderr)
   end)
 end)

@@ -193,26 +193,35 @@ describe("aap.connect (argument checks)", function()
     raises({ url = "http://127.0.0.1", user_agent = "ua\r\nX-Evil: 1" }, "NUL, CR or LF")
   end)
 
-  it("refuses Basic over plain http to a non-loopback host unless allowed", function()
+  it("refuses Basic and Bearer over plain http to a non-loopback host unless allowed", function()
     local s, err = aap.connect({ url = "http://gateway.example.com", username = "admin", password = "pw" })
     assert.is_nil(s)
     assert.equals("insecure", err.code)
-    assert.matches("allow_insecure_basic", err.message)
+    assert.matches("allow_plain_http", err.message)
+    assert.is_truthy(aap.connect({ url = "http://gateway.example.com", username = "admin", password = "pw",
+                                   allow_plain_http = true }))
+    -- the former name of the option still works
     assert.is_truthy(aap.connect({ url = "http://gateway.example.com", username = "admin", password = "pw",
                                    allow_insecure_basic = true }))
     assert.is_truthy(aap.connect({ url = "https://gateway.example.com", username = "admin", password = "pw" }))
     assert.is_truthy(aap.connect({ url = "http://127.0.0.1:1", username = "admin", password = "pw" }))
     assert.is_truthy(aap.connect({ url = "http://[::1]:1", username = "admin", password = "pw" }))
     assert.is_truthy(aap.connect({ url = "http://localhost:1", username = "admin", password = "pw" }))
+    assert.is_truthy(aap.connect({ url = "http://[::ffff:127.0.0.1]:1", username = "admin", password = "pw" }))
     for _, url in ipairs({ "http://127.attacker.example", "http://127.0.0.1.attacker.example",
-                           "http://localhost.attacker.example", "http://[::ffff:127.0.0.1]:1" }) do
+                           "http://localhost.attacker.example", "http://[::ffff:10.0.0.1]:1" }) do
       local t, e = aap.connect({ url = url, username = "admin", password = "pw" })
       assert.is_nil(t, url)
       assert.equals("insecure", e.code)
     end
     assert.is_truthy(aap.connect({ url = "http://127.255.0.9:1", username = "admin", password = "pw" }))
-    -- a token over http is the operator's call (no password to lose)
-    assert.is_truthy(aap.connect({ url = "http://gateway.example.com", token = "abc" }))
+    -- a token is a credential too (issue #11)
+    local t, e = aap.connect({ url = "http://gateway.example.com", token = "abc" })
+    assert.is_nil(t)
+    assert.equals("insecure", e.code)
+    assert.is_truthy(aap.connect({ url = "http://gateway.example.com", token = "abc", allow_plain_http = true }))
+    -- no credential: nothing to protect
+    assert.is_truthy(aap.connect({ url = "http://gateway.example.com" }))
   end)
 end)
 

@@ -185,13 +185,14 @@ describe("secret hygiene", function()
       end
     end)
 
-    it("is allowed with allow_insecure_basic, and to loopback", function()
-      -- [::ffff:127.0.0.1] reaches the emulator but is not one of the loopback names.
+    it("is allowed with allow_plain_http, and to loopback (IPv4-mapped 127.0.0.1 included)", function()
+      -- [::ffff:127.0.0.1] is 127.0.0.1 to the kernel: loopback for every credential (issue #11)
       local url = sim.url:gsub("127%.0%.0%.1", "[::ffff:127.0.0.1]")
-      assert.is_nil((aap.connect({ url = url, username = "admin", password = sim.admin_password })))
-      local s = assert(aap.connect({ url = url, username = "admin", password = sim.admin_password,
-                                     allow_insecure_basic = true }))
+      local s = assert(aap.connect({ url = url, username = "admin", password = sim.admin_password }))
       assert.equal("admin", assert(s:me()).username)
+      s:close()
+      s = assert(aap.connect({ url = "http://192.0.2.10", username = "admin", password = "pw-123456",
+                               allow_plain_http = true }))   -- no I/O: connect sends nothing
       s:close()
       s = assert(aap.connect({ url = sim.url, username = "admin", password = sim.admin_password }))
       s:close()
@@ -208,13 +209,14 @@ describe("secret hygiene", function()
     end)
 
     it("is refused by the CLI as a local setting error (exit 1), with a way to allow it explicitly", function()
-      local url = sim.url:gsub("127%.0%.0%.1", "[::ffff:127.0.0.1]")
-      local r = helper.run({ "whoami" }, { env = { AAP_HOSTNAME = url, AAP_PASSWORD = sim.admin_password } })
+      -- refused by aap.connect, before any I/O: 192.0.2.10 is never contacted
+      local r = helper.run({ "whoami" }, { env = { AAP_HOSTNAME = "http://192.0.2.10", AAP_PASSWORD = "pw-123456" } })
       assert.matches("^aap: .*https://", r.stderr)
       assert.equal(1, r.code, "a refused setting is a local error (exit 1): " .. r.stderr)
-      r = helper.run({ "whoami" }, { env = { AAP_HOSTNAME = url, AAP_PASSWORD = sim.admin_password,
-                                            AAP_ALLOW_INSECURE_BASIC = "true" } })
-      assert.equal(0, r.code, "AAP_ALLOW_INSECURE_BASIC=true should allow it: " .. r.stderr)
+      r = helper.run({ "whoami" }, { env = { AAP_HOSTNAME = sim.url, AAP_PASSWORD = sim.admin_password,
+                                            AAP_ALLOW_PLAIN_HTTP = "true" } })
+      assert.equal(0, r.code, "AAP_ALLOW_PLAIN_HTTP=true should allow it: " .. r.stderr)
+      assert.matches("warning: credentials may be sent over plain http://", r.stderr)
     end)
   end)
 end)

@@ -28,7 +28,7 @@ Connection (flags win over the environment):
   AAP_USERNAME (default admin), AAP_PASSWORD, AAP_PASSWORD_FILE, or --password-stdin
   AAP_TOKEN, --token-stdin  use this token (Bearer) instead of a password
   AAP_CA_FILE, AAP_VALIDATE_CERTS=false / AAP_INSECURE_SKIP_VERIFY=true, AAP_TIMEOUT
-  AAP_ALLOW_INSECURE_BASIC=true   send a password over plain http:// to a remote host
+  AAP_ALLOW_PLAIN_HTTP=true  send credentials over plain http:// to a host that is not loopback
   AAP_CLIENT_ID, AAP_CLIENT_SECRET   the OAuth application's client, for refresh
   AAP_ENV_FILE              default env file (else .env)
   Passwords and tokens are never accepted on the command line.
@@ -74,8 +74,9 @@ end
 function Ctx:conn(opts)
   local c, err = config.connection(self.args, opts)
   if not c then raise(err) end
-  if c.allow_insecure_basic and c.url:match("^http://") and c.password then
-    self:warn("sending the password over plain http:// (--allow-insecure-basic)")
+  if c.allow_plain_http and c.url:lower():match("^http://") and not self.warned_plain then
+    self.warned_plain = true
+    self:warn("credentials may be sent over plain http://, unencrypted (--allow-plain-http / AAP_ALLOW_PLAIN_HTTP)")
   end
   local info = config.info[c] or {}
   if info.both and not self.warned_both then
@@ -120,7 +121,9 @@ function M.connection_options(cmd)
   cmd:option("--token"):args("?"):hidden(true)
   cmd:option("--ca-file", "CA bundle to verify the gateway's certificate (default: AAP_CA_FILE).")
   cmd:flag("-k --insecure", "Do not verify the TLS certificate (visible warning).")
-  cmd:flag("--allow-insecure-basic", "Allow a Basic password over plain http:// to a non-loopback host.")
+  cmd:flag("--allow-plain-http", "Allow credentials over plain http:// to a host that is not loopback "
+    .. "(visible warning).")
+  cmd:flag("--allow-insecure-basic"):hidden(true)   -- the former name of --allow-plain-http
   cmd:option("--timeout", "Seconds per request (default: AAP_TIMEOUT, else 30).")
   cmd:option("--flavor", "auto, gateway (AAP 2.5+) or controller (AAP 2.4).")
     :choices({ "auto", "gateway", "controller" }):default("auto")

@@ -103,7 +103,8 @@ function M.read_stdin(what)
 end
 
 --- Builds the options for aap.connect from parsed flags and the environment.
--- @tparam table args parsed flags: url, username, password_stdin, ca_file, insecure, timeout, flavor
+-- @tparam table args parsed flags: url, username, password_stdin, ca_file, insecure, timeout, flavor,
+--   allow_plain_http
 -- @tparam ?table opts `anonymous = true` when the call needs no credentials (refresh)
 -- @treturn table options for aap.connect, or nil, err
 function M.connection(args, opts)
@@ -127,6 +128,13 @@ function M.connection(args, opts)
   if e3 then return nil, e3 end
   c.timeout = t
   c.flavor = args.flavor or "auto"
+  -- Credentials of any kind over plain http:// to a host that is not loopback: refused by the
+  -- core unless allowed here. AAP_ALLOW_INSECURE_BASIC / --allow-insecure-basic: former names.
+  local allow, e4 = M.boolean("AAP_ALLOW_PLAIN_HTTP", getenv("AAP_ALLOW_PLAIN_HTTP"))
+  if e4 then return nil, e4 end
+  local allow_old, e5 = M.boolean("AAP_ALLOW_INSECURE_BASIC", getenv("AAP_ALLOW_INSECURE_BASIC"))
+  if e5 then return nil, e5 end
+  c.allow_plain_http = (args.allow_plain_http or args.allow_insecure_basic or allow or allow_old) and true or false
   if opts.anonymous then return c end
 
   local token = getenv("AAP_TOKEN")
@@ -165,9 +173,6 @@ function M.connection(args, opts)
     return fail("no credentials: set AAP_PASSWORD (or AAP_PASSWORD_FILE, --password-stdin) or AAP_TOKEN")
   end
   c.password = password
-  local allow, e4 = M.boolean("AAP_ALLOW_INSECURE_BASIC", getenv("AAP_ALLOW_INSECURE_BASIC"))
-  if e4 then return nil, e4 end
-  c.allow_insecure_basic = args.allow_insecure_basic or allow or false
   return c
 end
 

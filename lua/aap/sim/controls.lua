@@ -15,7 +15,7 @@ local M = {}
 M.KINDS = {
   ["404"] = {}, ["500"] = {}, ["502"] = {}, ["503"] = {}, ["504"] = {}, ["429"] = { retry_after = "number" },
   delay = { delay_ms = "number" }, close = {}, malformed_json = {}, huge_body = { size = "number" },
-  redirect = { location = "string" }, reset = {},
+  redirect = { location = "string", status = "number" }, reset = {},
 }
 
 local function answer(status, body)
@@ -95,6 +95,9 @@ local function add_fault(sim, spec)
   end
   if kind == "redirect" and (not f.location or f.location:find("[\r\n]")) then
     f.location = f.location and f.location:gsub("[\r\n]", "") or "/"
+  end
+  if kind == "redirect" and f.status and not ({ [301] = 1, [302] = 1, [303] = 1, [307] = 1, [308] = 1 })[f.status] then
+    return nil, "status must be 301, 302, 303, 307 or 308"
   end
   sim.faults[#sim.faults + 1] = f
   return true

@@ -71,7 +71,8 @@ local function fault_response(f)
     return { status = 200, headers = { { "Content-Type", "application/json" } },
              stream = { chunk = string.rep(" ", 65536), total = math.floor(f.size or 64 * 1024 * 1024) } }
   elseif k == "redirect" then
-    return { status = 302, headers = { { "Content-Type", "text/html; charset=utf-8" }, { "Location", f.location } },
+    return { status = math.tointeger(f.status) or 302,
+             headers = { { "Content-Type", "text/html; charset=utf-8" }, { "Location", f.location } },
              body = "" }
   elseif k == "reset" then
     return { status = 0, reset = true }
