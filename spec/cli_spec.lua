@@ -727,28 +727,50 @@ describe("aap command", function()
       refused_create(path, "aap%-lock belongs to uid 65534")
     end)
 
-    it("revokes a pending entry only when the gateway's token is the one recorded", function()
+    -- A token created into the env file, another user's token, and a rotation (not due) run
+    -- after edit(state, other_id) changed the user's own state file. Returns the rotate run,
+    -- the other token's id and a function that runs it again after another edit.
+    local function rotate_after(edit)
       local r = aap({ "token", "create", "--env-file", path })
       assert.equal(0, r.code, r.stderr)
       local other = victim()
       local spath = path .. ".aap-state.json"
       local st = cjson.decode(helper.readfile(spath))
-      st.pending = { { id = other, key = "AAP_PAT", kind = "personal", hooks_done = true, not_before = 0 } }
-      helper.writefile(spath, cjson.encode(st))
       helper.writefile(dir .. "/p.lua", 'return { max_age = "30d" }')
-      r = aap({ "token", "rotate", "--policy", dir .. "/p.lua", "--env-file", path })
-      assert.equal(0, r.code, r.stderr)
+      local function again(ed)
+        ed(st, other)
+        helper.writefile(spath, cjson.encode(st))
+        local res = aap({ "token", "rotate", "--policy", dir .. "/p.lua", "--env-file", path })
+        assert.equal(0, res.code, res.stderr)
+        return res
+      end
+      return again(edit), other, again
+    end
+
+    it("revokes a pending entry only when the gateway's token is the one recorded", function()
+      local r, other, again = rotate_after(function(st, id)
+        st.pending = { { id = id, key = "AAP_PAT", kind = "personal", hooks_done = true, not_before = 0 } }
+      end)
       assert.matches("nothing recorded proves that token id=" .. other, r.stderr)
       assert.is_true(exists(other), "an unrelated token was revoked")
       -- recorded metadata that does not match the gateway's token: not revoked either
       local _, tok = sim:control("GET", ("/api/gateway/v1/tokens/%d/"):format(other))
-      st.pending[1].created, st.pending[1].user = tok.created:sub(1, 19) .. "Z", sim.seed.admin.id
-      helper.writefile(spath, cjson.encode(st))
-      r = aap({ "token", "rotate", "--policy", dir .. "/p.lua", "--env-file", path })
-      assert.equal(0, r.code, r.stderr)
+      r = again(function(st, id)
+        st.pending = { { id = id, key = "AAP_PAT", kind = "personal", hooks_done = true, not_before = 0,
+                         created = tok.created:sub(1, 19) .. "Z", user = sim.seed.admin.id } }
+      end)
       assert.matches("is not the one rotated out", r.stderr)
       assert.is_true(exists(other), "an unrelated token was revoked")
-      assert.same({}, cjson.decode(helper.readfile(spath)).pending)
+      assert.same({}, cjson.decode(helper.readfile(path .. ".aap-state.json")).pending)
+    end)
+
+    it("deletes an interrupted rotation's new token by its marker only, not by a recorded id", function()
+      local r, other = rotate_after(function(st, id)
+        st.rotations = { AAP_PAT = { strategy = "recreate", marker = "aap-rotate:0123456789abcdef", started = 1,
+                                     new_id = id, new_fp = "0123456789abcdef", kind = "personal" } }
+      end)
+      assert.matches("rolled back an interrupted rotation", r.stderr)
+      assert.is_true(exists(other), "an unrelated token was deleted")
     end)
 
     it("refuses another user's env file, and one others may write to, leaving it as it was", function()
