@@ -3,7 +3,10 @@
  *
  *   write_atomic(path, data [, mode]) -> true | nil, msg
  *   mode(path)                        -> integer | nil, msg
+ *   stat(path [, follow])             -> table | nil, msg, errno
+ *   open(path)                        -> file, table | nil, msg, errno
  *   lock(path)                        -> aap.Lock | nil, msg
+ *   geteuid()                         -> integer
  *   catch_signals()                   -> true
  *   caught()                          -> signal number | nil
  *   isatty(fd | file)                 -> boolean
@@ -24,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -53,6 +57,52 @@ static int fail(lua_State *L, const char *what, const char *path, int err)
     lua_pushnil(L);
     lua_pushfstring(L, "%s %s: %s", what, path, strerror(err));
     return 2;
+}
+
+/* nil, "<path>: <why>", errno: for callers that tell "missing" from the rest. */
+static int fail_errno(lua_State *L, const char *path, const char *why, int err)
+{
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s", path, why);
+    lua_pushinteger(L, err);
+    return 3;
+}
+
+static const char *type_name(mode_t m)
+{
+    if (S_ISREG(m))
+        return "file";
+    if (S_ISDIR(m))
+        return "directory";
+    if (S_ISLNK(m))
+        return "link";
+    if (S_ISFIFO(m))
+        return "fifo";
+    if (S_ISSOCK(m))
+        return "socket";
+    if (S_ISCHR(m))
+        return "char";
+    if (S_ISBLK(m))
+        return "block";
+    return "other";
+}
+
+/* {type=, mode=, uid=, gid=, nlink=, size=} */
+static void push_stat(lua_State *L, const struct stat *st)
+{
+    lua_createtable(L, 0, 6);
+    lua_pushstring(L, type_name(st->st_mode));
+    lua_setfield(L, -2, "type");
+    lua_pushinteger(L, (lua_Integer)(st->st_mode & 07777));
+    lua_setfield(L, -2, "mode");
+    lua_pushinteger(L, (lua_Integer)st->st_uid);
+    lua_setfield(L, -2, "uid");
+    lua_pushinteger(L, (lua_Integer)st->st_gid);
+    lua_setfield(L, -2, "gid");
+    lua_pushinteger(L, (lua_Integer)st->st_nlink);
+    lua_setfield(L, -2, "nlink");
+    lua_pushinteger(L, (lua_Integer)st->st_size);
+    lua_setfield(L, -2, "size");
 }
 
 static int fsync_retry(int fd)
@@ -104,6 +154,59 @@ static uint64_t random_bits(void)
 
 /* ----------------------------------------------------------- write_atomic */
 
+/* Whether name is ".<base>.tmp-<16 lowercase hex>": the name write_atomic
+ * gives its temporary files beside base (base cut to 200 bytes, as there). */
+static int is_temp_name(const char *name, const char *base)
+{
+    size_t blen = strnlen(base, 200);
+    if (name[0] != '.' || strncmp(name + 1, base, blen) != 0)
+        return 0;
+    const char *p = name + 1 + blen;
+    if (strncmp(p, ".tmp-", 5) != 0)
+        return 0;
+    p += 5;
+    for (int i = 0; i < 16; i++) {
+        if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')))
+            return 0;
+    }
+    return p[16] == '\0';
+}
+
+/*
+ * Removes the temporary files of base that a write_atomic killed before its
+ * rename left in dir (they may hold a secret): regular files of ours with
+ * exactly that name, whose writer is gone. A writer holds an flock on its
+ * temporary file until the rename is done, so a file we can lock is
+ * abandoned; one still being written is left alone. Best effort.
+ */
+static void remove_stale_temps(const char *dir, const char *base)
+{
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return;
+    DIR *d = fdopendir(dfd);
+    if (d == NULL) {
+        close(dfd);
+        return;
+    }
+    uid_t me = geteuid();
+    const struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        struct stat st, fst;
+        if (!is_temp_name(de->d_name, base) || fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+            !S_ISREG(st.st_mode) || st.st_uid != me)
+            continue;
+        int fd = openat(dfd, de->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        if (fstat(fd, &fst) == 0 && fst.st_dev == st.st_dev && fst.st_ino == st.st_ino &&
+            flock(fd, LOCK_EX | LOCK_NB) == 0)
+            (void)unlinkat(dfd, de->d_name, 0);
+        close(fd);
+    }
+    closedir(d);
+}
+
 /*
  * The buffers live in a userdata so that a Lua error (out of memory in
  * lua_pushfstring) cannot leak them; everything else is plain C.
@@ -117,23 +220,24 @@ static int os_write_atomic(lua_State *L)
     luaL_argcheck(L, want >= 0 && want <= 07777, 3, "mode must be between 0 and 07777");
     lua_settop(L, 3);
 
-    /* A symlink is followed: the file it points to is replaced, the link stays. */
-    const char *target = path;
-    struct stat st;
-    if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
-        char *real = realpath(path, NULL);
-        if (real == NULL)
-            return fail(L, "cannot resolve symlink", path, errno);
-        lua_pushstring(L, real); /* index 4: keeps the resolved path alive */
-        free(real);
-        target = lua_tostring(L, 4);
-    }
-
+    /* Never through a symlink (whoever made it chose the file we would
+     * replace and chmod), never over a device, FIFO or socket. */
     mode_t mode = (mode_t)want;
     int existing = 0;
-    if (stat(target, &st) == 0) {
+    struct stat st;
+    if (lstat(path, &st) == 0) {
         if (S_ISDIR(st.st_mode))
             return fail(L, "cannot replace", path, EISDIR);
+        if (S_ISLNK(st.st_mode)) {
+            lua_pushnil(L);
+            lua_pushfstring(L, "cannot replace %s: it is a symbolic link", path);
+            return 2;
+        }
+        if (!S_ISREG(st.st_mode)) {
+            lua_pushnil(L);
+            lua_pushfstring(L, "cannot replace %s: not a regular file", path);
+            return 2;
+        }
         existing = 1;
         /* Never grant more than the file already allowed. */
         mode &= st.st_mode & 07777;
@@ -141,30 +245,31 @@ static int os_write_atomic(lua_State *L)
         return fail(L, "cannot stat", path, errno);
     }
 
-    size_t tlen = strlen(target);
-    if (target[tlen - 1] == '/')
+    size_t plen = strlen(path);
+    if (path[plen - 1] == '/')
         return fail(L, "cannot replace", path, EISDIR);
-    const char *slash = strrchr(target, '/');
-    const char *base = slash ? slash + 1 : target;
-    size_t dirlen = slash ? (size_t)(slash - target) : 0;
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    size_t dirlen = slash ? (size_t)(slash - path) : 0;
 
     /* "<dir>/.<base>.tmp-<16 hex>" and "<dir>" (or "." / "/"). */
-    size_t cap = tlen + 32;
-    char *tmp = lua_newuserdatauv(L, cap, 0);          /* index 5 */
-    char *dir = lua_newuserdatauv(L, dirlen + 2, 0);   /* index 6 */
+    size_t cap = plen + 32;
+    char *tmp = lua_newuserdatauv(L, cap, 0);          /* index 4 */
+    char *dir = lua_newuserdatauv(L, dirlen + 2, 0);   /* index 5 */
     if (slash == NULL) {
         strcpy(dir, ".");
     } else if (dirlen == 0) {
         strcpy(dir, "/");
     } else {
-        memcpy(dir, target, dirlen);
+        memcpy(dir, path, dirlen);
         dir[dirlen] = '\0';
     }
+    remove_stale_temps(dir, base);
 
     int fd = -1;
     for (int i = 0; i < TEMP_TRIES && fd < 0; i++) {
         /* At most 200 bytes of the name, so the temporary name fits NAME_MAX. */
-        snprintf(tmp, cap, "%.*s%s.%.200s.tmp-%016llx", (int)dirlen, target, slash ? "/" : "",
+        snprintf(tmp, cap, "%.*s%s.%.200s.tmp-%016llx", (int)dirlen, path, slash ? "/" : "",
                  base, (unsigned long long)random_bits());
         fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
         if (fd < 0 && errno != EEXIST && errno != EINTR)
@@ -172,6 +277,8 @@ static int os_write_atomic(lua_State *L)
     }
     if (fd < 0)
         return fail(L, "cannot create a temporary file beside", path, EEXIST);
+    /* Held until the rename: remove_stale_temps leaves a locked file alone. */
+    (void)flock(fd, LOCK_EX | LOCK_NB);
 
     const char *what;
     /* The umask may have narrowed the mode: set it exactly. Keep the owner
@@ -193,16 +300,12 @@ static int os_write_atomic(lua_State *L)
         what = "cannot sync";
         goto fail_tmp;
     }
-    int rc = close(fd);
-    fd = -1;
-    if (rc != 0 && errno != EINTR) {
-        what = "cannot close";
-        goto fail_tmp;
-    }
-    if (rename(tmp, target) != 0) {
+    if (rename(tmp, path) != 0) {
         what = "cannot replace";
         goto fail_tmp;
     }
+    /* fsync has reported any write-back error; closing now drops the lock. */
+    close(fd);
 
     /* Make the rename durable. The file is replaced whatever happens here, so
      * a directory that cannot be opened or synced (EINVAL on some file
@@ -217,11 +320,80 @@ static int os_write_atomic(lua_State *L)
 
 fail_tmp: {
     int err = errno;
-    if (fd >= 0)
-        close(fd);
     unlink(tmp);
+    close(fd);
     return fail(L, what, path, err);
 }
+}
+
+/* ------------------------------------------------------------ stat, open */
+
+static int os_stat(lua_State *L)
+{
+    const char *path = check_path(L, 1);
+    int follow = lua_toboolean(L, 2);
+    struct stat st;
+    if ((follow ? stat(path, &st) : lstat(path, &st)) != 0) {
+        int err = errno;
+        return fail_errno(L, path, strerror(err), err);
+    }
+    push_stat(L, &st);
+    return 1;
+}
+
+/* A Lua file handle over a descriptor we opened (liolib's own is static). */
+static int stream_close(lua_State *L)
+{
+    luaL_Stream *p = (luaL_Stream *)luaL_checkudata(L, 1, LUA_FILEHANDLE);
+    int rc = fclose(p->f);
+    return luaL_fileresult(L, rc == 0, NULL);
+}
+
+/*
+ * Opens a regular file for reading without following a symlink, without
+ * blocking and without opening anything else: lstat first (a device is never
+ * opened), then O_NOFOLLOW|O_NONBLOCK|O_NOCTTY, and the descriptor's fstat
+ * must be the same regular file. Returns a Lua file handle and the fstat.
+ */
+static int os_open(lua_State *L)
+{
+    const char *path = check_path(L, 1);
+    lua_settop(L, 1);
+    struct stat st, fst;
+    if (lstat(path, &st) != 0) {
+        int err = errno;
+        return fail_errno(L, path, strerror(err), err);
+    }
+    if (S_ISLNK(st.st_mode))
+        return fail_errno(L, path, "is a symbolic link", ELOOP);
+    if (!S_ISREG(st.st_mode))
+        return fail_errno(L, path, "not a regular file", S_ISDIR(st.st_mode) ? EISDIR : EINVAL);
+    /* The handle exists (closed) before the descriptor, so __gc covers every later exit. */
+    luaL_Stream *p = (luaL_Stream *)lua_newuserdatauv(L, sizeof *p, 0);
+    p->f = NULL;
+    p->closef = NULL;
+    luaL_setmetatable(L, LUA_FILEHANDLE);
+    int fd;
+    do {
+        fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0) {
+        int err = errno;
+        return fail_errno(L, path, strerror(err), err);
+    }
+    if (fstat(fd, &fst) != 0 || !S_ISREG(fst.st_mode) || fst.st_dev != st.st_dev || fst.st_ino != st.st_ino) {
+        close(fd);
+        return fail_errno(L, path, "changed while being opened", EAGAIN);
+    }
+    p->f = fdopen(fd, "rb");
+    if (p->f == NULL) {
+        int err = errno;
+        close(fd);
+        return fail_errno(L, path, strerror(err), err);
+    }
+    p->closef = stream_close;
+    push_stat(L, &fst);
+    return 2;
 }
 
 /* ------------------------------------------------------------------- mode */
@@ -297,13 +469,28 @@ static int os_lock(lua_State *L)
     lua_pushvalue(L, 1);
     lua_setiuservalue(L, -2, 1);
 
+    /* Only a regular file: a device is never opened, a FIFO never blocks. */
+    struct stat st;
+    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "cannot open lock file %s: %s", path,
+                        S_ISLNK(st.st_mode) ? "it is a symbolic link" : "not a regular file");
+        return 2;
+    }
     int fd;
     do {
-        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY, 0600);
     } while (fd < 0 && errno == EINTR);
     if (fd < 0)
         return fail(L, "cannot open lock file", path, errno);
     lk->fd = fd;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        lk->fd = -1;
+        close(fd);
+        lua_pushnil(L);
+        lua_pushfstring(L, "cannot open lock file %s: not a regular file", path);
+        return 2;
+    }
     /* Optional wait: poll (never a blocking flock, which no timeout can
      * bound) every 20 ms until the deadline. */
     struct timespec start, now;
@@ -394,6 +581,12 @@ static int os_isatty(lua_State *L)
     return 1;
 }
 
+static int os_geteuid(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)geteuid());
+    return 1;
+}
+
 static int os_getpid(lua_State *L)
 {
     lua_pushinteger(L, (lua_Integer)getpid());
@@ -427,7 +620,10 @@ void aap_open_osutil(lua_State *L)
     static const luaL_Reg funcs[] = {
         { "write_atomic", os_write_atomic },
         { "mode", os_mode },
+        { "stat", os_stat },
+        { "open", os_open },
         { "lock", os_lock },
+        { "geteuid", os_geteuid },
         { "catch_signals", os_catch_signals },
         { "caught", os_caught },
         { "isatty", os_isatty },

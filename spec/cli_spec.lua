@@ -696,6 +696,147 @@ describe("aap command", function()
     end)
   end)
 
+  describe("files aap may not trust (issue #11)", function()
+    local dir, path
+    before_each(function()
+      dir = helper.tmpdir()
+      path = dir .. "/.env"
+    end)
+    after_each(helper.cleanup)
+
+    -- Another user's token, that nothing in the env file's records may reach.
+    local function victim()
+      local st, body = sim:control("POST", "/__sim/tokens", { count = 1, user = sim.seed.user.id })
+      assert.equal(201, st)
+      return math.tointeger(body.ids[1])
+    end
+
+    local function exists(id)
+      return sim:control("GET", ("/api/gateway/v1/tokens/%d/"):format(id)) == 200
+    end
+
+    -- Runs token create into `target`: refused (exit 1, the reason on stderr), nothing created.
+    local function refused_create(target, pattern, opts)
+      local before = token_count()
+      local r = aap({ "token", "create", "--env-file", target }, nil, opts)
+      assert.equal(1, r.code, r.stderr)
+      assert.matches(pattern, r.stderr)
+      assert.equal(1, select(2, r.stderr:gsub("\n", "")), "one line: " .. r.stderr)
+      assert.equal(before, token_count(), "a token was created before the refusal")
+      return r
+    end
+
+    it("refuses another user's state file: its empty marker deletes nothing", function()
+      local other = victim()
+      helper.writefile(path .. ".aap-state.json", cjson.encode({ version = 1, keys = {}, pending = {},
+        rotations = { AAP_PAT = { strategy = "recreate", origin = "create", marker = "", started = 1 } } }), 420)
+      assert(os.execute("chown 65534 " .. helper.shquote(path .. ".aap-state.json")))
+      refused_create(path, "belongs to uid 65534, not to you")
+      assert.is_true(exists(other))
+      -- the same content in a file of the user's own is refused for its marker
+      assert(os.execute("chown 0 " .. helper.shquote(path .. ".aap-state.json")))
+      assert(os.execute("chmod 600 " .. helper.shquote(path .. ".aap-state.json")))
+      refused_create(path, "marker is not aap%-create: followed by 16 lowercase hex digits")
+      assert.is_true(exists(other))
+      assert.is_nil(helper.readfile(path))
+    end)
+
+    it("refuses another user's lock file before creating anything", function()
+      helper.writefile(path .. ".aap-lock", "", 420)
+      assert(os.execute("chown 65534 " .. helper.shquote(path .. ".aap-lock")))
+      refused_create(path, "aap%-lock belongs to uid 65534")
+    end)
+
+    -- A token created into the env file, another user's token, and a rotation (not due) run
+    -- after edit(state, other_id) changed the user's own state file. Returns the rotate run,
+    -- the other token's id and a function that runs it again after another edit.
+    local function rotate_after(edit)
+      local r = aap({ "token", "create", "--env-file", path })
+      assert.equal(0, r.code, r.stderr)
+      local other = victim()
+      local spath = path .. ".aap-state.json"
+      local st = cjson.decode(helper.readfile(spath))
+      helper.writefile(dir .. "/p.lua", 'return { max_age = "30d" }')
+      local function again(ed)
+        ed(st, other)
+        helper.writefile(spath, cjson.encode(st))
+        local res = aap({ "token", "rotate", "--policy", dir .. "/p.lua", "--env-file", path })
+        assert.equal(0, res.code, res.stderr)
+        return res
+      end
+      return again(edit), other, again
+    end
+
+    it("revokes a pending entry only when the gateway's token is the one recorded", function()
+      local r, other, again = rotate_after(function(st, id)
+        st.pending = { { id = id, key = "AAP_PAT", kind = "personal", hooks_done = true, not_before = 0 } }
+      end)
+      assert.matches("nothing recorded proves that token id=" .. other, r.stderr)
+      assert.is_true(exists(other), "an unrelated token was revoked")
+      -- recorded metadata that does not match the gateway's token: not revoked either
+      local _, tok = sim:control("GET", ("/api/gateway/v1/tokens/%d/"):format(other))
+      r = again(function(st, id)
+        st.pending = { { id = id, key = "AAP_PAT", kind = "personal", hooks_done = true, not_before = 0,
+                         created = tok.created:sub(1, 19) .. "Z", user = sim.seed.admin.id } }
+      end)
+      assert.matches("is not the one rotated out", r.stderr)
+      assert.is_true(exists(other), "an unrelated token was revoked")
+      assert.same({}, cjson.decode(helper.readfile(path .. ".aap-state.json")).pending)
+    end)
+
+    it("deletes an interrupted rotation's new token by its marker only, not by a recorded id", function()
+      local r, other = rotate_after(function(st, id)
+        st.rotations = { AAP_PAT = { strategy = "recreate", marker = "aap-rotate:0123456789abcdef", started = 1,
+                                     new_id = id, new_fp = "0123456789abcdef", kind = "personal" } }
+      end)
+      assert.matches("rolled back an interrupted rotation", r.stderr)
+      assert.is_true(exists(other), "an unrelated token was deleted")
+    end)
+
+    it("refuses another user's env file, and one others may write to, leaving it as it was", function()
+      helper.writefile(path, "OTHER=1\n", 438)
+      assert(os.execute("chmod 666 " .. helper.shquote(path)))
+      refused_create(path, "writable by group or others %(mode 0666%): run `chmod 600 ")
+      assert(os.execute("chown 65534 " .. helper.shquote(path)))
+      refused_create(path, "belongs to uid 65534, not to you")
+      assert.equal("OTHER=1\n", helper.readfile(path))
+      assert.equal("666", helper.mode(path))
+    end)
+
+    it("refuses a symlink: the file it points to keeps its text and mode", function()
+      helper.writefile(dir .. "/bashrc", "echo hi\n", 420)
+      assert(os.execute("ln -s bashrc " .. helper.shquote(path)))
+      refused_create(path, "is a symbolic link")
+      assert.equal("echo hi\n", helper.readfile(dir .. "/bashrc"))
+      assert.equal("644", helper.mode(dir .. "/bashrc"))
+    end)
+
+    it("refuses a FIFO without hanging, and a device node without replacing it", function()
+      assert(os.execute("mkfifo " .. helper.shquote(path)))
+      -- `timeout` only turns a hang into a failure
+      refused_create(path, "is a FIFO", { wrap = { "timeout", "60" } })
+      local node = dir .. "/null"
+      assert(os.execute("mknod " .. helper.shquote(node) .. " c 1 3"))
+      refused_create(node, "is a character device")
+      assert.equal("character special file", io.popen("stat -c %F " .. helper.shquote(node)):read("l"))
+    end)
+
+    it("exits 1 for an env file with a NUL byte", function()
+      helper.writefile(path, "A=1\0\n", 384)
+      refused_create(path, "holds a NUL byte")
+    end)
+
+    it("removes the temporary file a run killed at the rename left behind", function()
+      local r = aap({ "token", "create", "--env-file", path })
+      assert.equal(0, r.code, r.stderr)
+      local left = dir .. "/..env.tmp-0123456789abcdef"
+      helper.writefile(left, helper.readfile(path), 384)
+      r = aap({ "token", "create", "--env-file", path })
+      assert.equal(0, r.code, r.stderr)
+      assert.is_nil(helper.readfile(left), "the leftover temporary file (with a token) is still there")
+    end)
+  end)
+
   describe("process hygiene", function()
     it("spawns no child process for HTTP (so no secret reaches any argv)", function()
       if not os.execute("command -v strace >/dev/null 2>&1") then pending("strace not installed") return end

@@ -250,13 +250,13 @@ describe("aap.env.read", function()
     assert.equal("", doc:serialize())
   end)
 
-  it("returns an io error for a directory and a format error for a binary file", function()
+  it("refuses a directory (unsafe) and returns a format error for a binary file", function()
     local dir = helper.tmpdir()
     local doc, err = env.read(dir)
     assert.is_nil(doc)
-    assert.equal("io", err.code)
+    assert.equal("unsafe", err.code)
     assert.equal(dir, err.path)
-    assert.truthy(tostring(err):find("^io: cannot read " .. dir:gsub("%p", "%%%0")))
+    assert.truthy(tostring(err):find("^unsafe: " .. dir:gsub("%p", "%%%0") .. " is a directory"), tostring(err))
     writefile(dir .. "/bin", "A=SECRET\0\n")
     doc, err = env.read(dir .. "/bin")
     assert.is_nil(doc)
@@ -271,8 +271,9 @@ describe("aap.env.read", function()
     local prefix = IS_ROOT and "setpriv --bounding-set=-dac_override,-dac_read_search -- " or ""
     local p = io.popen(prefix .. "lua5.4 -e " .. shquote(([[
       package.path = %q .. "/lua/?.lua;" .. package.path
+      package.cpath = %q .. ";" .. package.cpath
       local doc, err = require("aap.env").read(%q)
-      io.write(tostring(doc), "|", tostring(err))]]):format(helper.ROOT, dir .. "/.env")))
+      io.write(tostring(doc), "|", tostring(err))]]):format(helper.ROOT, CPATH, dir .. "/.env")))
     local out = p:read("a")
     p:close()
     assert.equal(("nil|io: cannot read %s/.env: Permission denied"):format(dir), out)
@@ -404,10 +405,10 @@ describe("aap.env.update", function()
     assert.same({ ".env" }, listdir())
   end)
 
-  it("fails on an unreadable path without writing", function()
+  it("fails on a directory path without writing", function()
     local ok, err = env.update(dir, { A = "1" })
     assert.is_nil(ok)
-    assert.equal("io", err.code)
+    assert.equal("unsafe", err.code)
     assert.same({}, listdir())
   end)
 
@@ -424,6 +425,77 @@ describe("aap.env.update", function()
     assert.has_error(function() env.update(path, {}, { mode = "0600" }) end)
     assert.equal("A=1\n", readfile(path))
     assert.same({ ".env" }, listdir())
+  end)
+
+  describe("refuses files aap may not trust", function()
+    local function refused(p, pattern)
+      local ok, err = env.update(p, { AAP_TOKEN = "SECRET-1" })
+      assert.is_nil(ok)
+      assert.equal("unsafe", err.code)
+      assert.truthy(err.message:find(pattern), err.message)
+      assert.falsy(err.message:find("SECRET", 1, true))
+      local doc, rerr = env.read(p)
+      assert.is_nil(doc)
+      assert.equal("unsafe", rerr.code)
+    end
+
+    it("refuses a symlink: the file it points to is neither rewritten nor chmod'ed", function()
+      local target = dir .. "/bashrc"
+      writefile(target, "echo hi\n", tonumber("644", 8))
+      assert(os.execute(("ln -s bashrc %s"):format(shquote(path))))
+      refused(path, "is a symbolic link")
+      assert.equal("echo hi\n", readfile(target))
+      assert.equal("644", helper.mode(target))
+    end)
+
+    it("refuses a FIFO without blocking, and a device node without replacing it", function()
+      assert(os.execute("mkfifo " .. shquote(path)))
+      -- a reader that opens the FIFO blocks until a writer comes: `timeout` turns a hang into a failure
+      local p = io.popen("timeout 20 lua5.4 -e " .. shquote(([[
+        package.path = %q .. "/lua/?.lua;" .. package.path
+        package.cpath = %q .. ";" .. package.cpath
+        local doc, err = require("aap.env").read(%q)
+        io.write(tostring(doc), "|", tostring(err))]]):format(helper.ROOT, CPATH, path)))
+      local out = p:read("a")
+      p:close()
+      assert.equal(("nil|unsafe: %s is a FIFO, not a regular env file"):format(path), out)
+      if IS_ROOT then
+        local node = dir .. "/null"
+        assert(os.execute("mknod " .. shquote(node) .. " c 1 3"))
+        refused(node, "is a character device")
+        assert.equal("char", require("aap").os.stat(node).type)
+      end
+    end)
+
+    it("refuses a file of another user, and one writable by group or others, saying how to fix it", function()
+      writefile(path, "A=1\n", tonumber("600", 8))
+      if IS_ROOT then
+        assert(os.execute("chown 65534 " .. shquote(path)))
+        refused(path, "belongs to uid 65534, not to you")
+        assert(os.execute("chown 0 " .. shquote(path)))
+      end
+      for _, m in ipairs({ "666", "620", "602" }) do
+        assert(os.execute(("chmod %s %s"):format(m, shquote(path))))
+        refused(path, "is writable by group or others %(mode 0" .. m .. "%): run `chmod 600 ")
+        assert.equal("A=1\n", readfile(path))
+      end
+    end)
+
+    it("narrows a file of the user's that others may only read to 0600", function()
+      writefile(path, "A=1\n", tonumber("644", 8))
+      assert.is_true(env.update(path, { AAP_TOKEN = "t" }))
+      assert.equal("600", helper.mode(path))
+    end)
+
+    it("refuses a directory anyone may write to, unless it is sticky", function()
+      local open = dir .. "/open"
+      assert(os.execute(("mkdir %s && chmod 777 %s"):format(shquote(open), shquote(open))))
+      refused(open .. "/.env", "which anyone may write to %(mode 0777, not sticky%)")
+      assert.is_nil(readfile(open .. "/.env"))
+      assert(os.execute("chmod 1777 " .. shquote(open)))
+      assert.is_true(env.update(open .. "/.env", { AAP_TOKEN = "t" }))
+      assert.equal("600", helper.mode(open .. "/.env"))
+    end)
   end)
 end)
 

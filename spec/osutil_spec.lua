@@ -86,13 +86,55 @@ describe("aap.os.write_atomic", function()
     assert.equal("600", helper.mode(path))
   end)
 
-  it("writes through a symlink: the target is replaced, the link stays", function()
+  it("refuses a symlink: neither the link nor the file it points to changes", function()
     local target, link = dir .. "/target", dir .. "/link"
-    writefile(target, "old", tonumber("600", 8))
+    writefile(target, "old", tonumber("644", 8))
     assert(os.execute(("ln -s target %s"):format(shquote(link))))
-    assert.is_true(osu.write_atomic(link, "new"))
-    assert.equal("new", readfile(target))
+    local ok, err = osu.write_atomic(link, "new")
+    assert.is_nil(ok)
+    assert.equal("cannot replace " .. link .. ": it is a symbolic link", err)
+    assert.equal("old", readfile(target))
+    assert.equal("644", helper.mode(target))
     assert.equal("target", io.popen("readlink " .. shquote(link)):read("l"))
+    assert.same({ "link", "target" }, listdir(dir))
+  end)
+
+  it("refuses a FIFO and a device node, leaving them as they were", function()
+    mkfifo(dir .. "/fifo")
+    local ok, err = osu.write_atomic(dir .. "/fifo", "new")
+    assert.is_nil(ok)
+    assert.equal("cannot replace " .. dir .. "/fifo: not a regular file", err)
+    assert.equal("fifo", osu.stat(dir .. "/fifo").type)
+    if IS_ROOT then
+      assert(os.execute("mknod " .. shquote(dir .. "/null") .. " c 1 3"))
+      ok, err = osu.write_atomic(dir .. "/null", "new")
+      assert.is_nil(ok)
+      assert.truthy(err:find("not a regular file", 1, true), err)
+      assert.equal("char", osu.stat(dir .. "/null").type)
+    end
+  end)
+
+  it("removes the temporary files a killed writer left, and only those", function()
+    local path = dir .. "/.env" -- its temporary files are "..env.tmp-<16 hex>"
+    local left = dir .. "/..env.tmp-0123456789abcdef"
+    writefile(left, "AAP_TOKEN=LEFT-BEHIND\n", tonumber("600", 8))
+    local keep = { "..env.tmp-0123456789ABCDEF", "..env.tmp-0123", "..env.tmp-0123456789abcdef0",
+                   ".other.tmp-0123456789abcdef", ".env.tmp-0123456789abcdef" }
+    for _, name in ipairs(keep) do writefile(dir .. "/" .. name, "x") end
+    -- a live writer's file: it holds an flock on it until its rename
+    local live = dir .. "/..env.tmp-fedcba9876543210"
+    local lk = assert(osu.lock(live))
+    -- another user's file of the same pattern is not ours to remove
+    local theirs = dir .. "/..env.tmp-00000000000000ff"
+    writefile(theirs, "x")
+    if IS_ROOT then assert(os.execute("chown 65534 " .. shquote(theirs))) end
+    assert.is_true(osu.write_atomic(path, "AAP_TOKEN=NEW\n"))
+    lk:unlock()
+    assert.is_nil(readfile(left))
+    for _, name in ipairs(keep) do assert.equal("x", readfile(dir .. "/" .. name), name) end
+    assert.is_string(readfile(live))
+    assert.equal(IS_ROOT, readfile(theirs) ~= nil)
+    assert.equal("AAP_TOKEN=NEW\n", readfile(path))
   end)
 
   it("keeps the owner of an existing file when it may (as root)", function()
@@ -195,6 +237,53 @@ describe("aap.os.write_atomic", function()
   end)
 end)
 
+describe("aap.os.stat and aap.os.open", function()
+  local dir
+  before_each(function() dir = helper.tmpdir() end)
+  after_each(function() helper.cleanup() end)
+
+  it("stat describes a file without following a symlink (unless asked), and gives errno", function()
+    writefile(dir .. "/f", "abc", tonumber("640", 8))
+    assert(os.execute(("ln -s f %s"):format(shquote(dir .. "/l"))))
+    local st = assert(osu.stat(dir .. "/f"))
+    assert.same({ type = "file", mode = tonumber("640", 8), uid = osu.geteuid(), size = 3, nlink = 1,
+                  gid = st.gid }, st)
+    assert.equal("link", osu.stat(dir .. "/l").type)
+    assert.equal("file", osu.stat(dir .. "/l", true).type)
+    assert.equal("directory", osu.stat(dir).type)
+    local none, msg, errno = osu.stat(dir .. "/missing")
+    assert.is_nil(none)
+    assert.equal(dir .. "/missing: No such file or directory", msg)
+    assert.equal(2, errno)
+  end)
+
+  it("open reads a regular file, with its fstat", function()
+    writefile(dir .. "/f", "A=1\0\n", tonumber("600", 8))
+    local f, st = assert(osu.open(dir .. "/f"))
+    assert.equal("A=1\0\n", f:read("a"))
+    assert.is_true(f:close())
+    assert.equal("file", st.type)
+    assert.equal(osu.geteuid(), st.uid)
+  end)
+
+  it("open refuses a symlink, a directory, a FIFO and a device without blocking or opening them", function()
+    writefile(dir .. "/f", "x")
+    assert(os.execute(("ln -s f %s"):format(shquote(dir .. "/l"))))
+    mkfifo(dir .. "/fifo")
+    local cases = { l = "is a symbolic link", fifo = "not a regular file", [""] = "not a regular file" }
+    if IS_ROOT then
+      assert(os.execute("mknod " .. shquote(dir .. "/tty") .. " c 5 0"))
+      cases.tty = "not a regular file"
+    end
+    for name, why in pairs(cases) do
+      local path = name == "" and dir or (dir .. "/" .. name)
+      local f, msg = osu.open(path)
+      assert.is_nil(f, name)
+      assert.equal(path .. ": " .. why, msg)
+    end
+  end)
+end)
+
 describe("aap.os.mode", function()
   after_each(function() helper.cleanup() end)
 
@@ -276,6 +365,22 @@ describe("aap.os.lock", function()
     collectgarbage()
     collectgarbage()
     assert.is_true(free_for_others())
+  end)
+
+  it("refuses a FIFO, a device and a symlink without blocking or creating anything", function()
+    mkfifo(dir .. "/fifo")
+    assert(os.execute(("ln -s elsewhere %s"):format(shquote(dir .. "/link"))))
+    local cases = { fifo = "not a regular file", link = "it is a symbolic link" }
+    if IS_ROOT then
+      assert(os.execute("mknod " .. shquote(dir .. "/tty") .. " c 5 0"))
+      cases.tty = "not a regular file"
+    end
+    for name, why in pairs(cases) do
+      local lk, err = osu.lock(dir .. "/" .. name)
+      assert.is_nil(lk, name)
+      assert.equal(("cannot open lock file %s/%s: %s"):format(dir, name, why), err)
+    end
+    assert.is_nil(osu.stat(dir .. "/elsewhere"))
   end)
 
   it("fails with a message when the lock file cannot be created", function()

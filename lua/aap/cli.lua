@@ -10,7 +10,7 @@ local M = {}
 M.EXIT = { ok = 0, usage = 1, api = 2, auth = 3, network = 4 }
 
 local CODE_EXIT = {
-  usage = 1, io = 1, ["local"] = 1, policy = 1, interrupted = 1, insecure = 1, busy = 1,
+  usage = 1, io = 1, ["local"] = 1, policy = 1, interrupted = 1, insecure = 1, busy = 1, format = 1, unsafe = 1,
   auth = 3, forbidden = 3, expired = 3,
   timeout = 4, connect = 4, tls = 4,
 }

@@ -39,7 +39,7 @@
 -- **Errors.** Wrong arguments raise at the caller's level. File failures return `nil, err`
 -- where `err` is a table `{code =, message =, path =}` with a `__tostring`; messages name the
 -- path, never a value. Codes: `io` (cannot read or write the file), `format` (the file is not
--- text: it holds a NUL byte).
+-- text: it holds a NUL byte), `unsafe` (the file is not one aap may trust: see `check_file`).
 -- @module aap.env
 local M = {}
 
@@ -417,27 +417,114 @@ end
 
 -- Files ----------------------------------------------------------------------------------------
 
---- Read and parse an env file. A missing file is an empty document.
+-- Trust ----------------------------------------------------------------------------------------
+
+-- What a non-regular file is, for messages.
+local KINDS = { directory = "a directory", fifo = "a FIFO", socket = "a socket", char = "a character device",
+                block = "a block device", other = "not a regular file" }
+
+local function euid() return require("aap").os.geteuid() end
+
+-- The directory part of a path ("." for a bare name).
+local function dirname(path)
+  local d = match(path, "^(.*)/[^/]*$")
+  if d == nil then return "." end
+  return d == "" and "/" or d
+end
+
+-- Why a file with this lstat/fstat cannot be trusted, or nil. `what` names it ("env file").
+local function distrust(st, path, what)
+  if st.type == "link" then
+    return ("%s is a symbolic link: aap does not follow links into another file; give the path of the "
+      .. "file itself"):format(path)
+  end
+  if st.type ~= "file" then
+    return ("%s is %s, not a regular %s"):format(path, KINDS[st.type] or KINDS.other, what)
+  end
+  local me = euid()
+  if st.uid ~= me then
+    return ("%s belongs to uid %d, not to you (uid %d): aap trusts only its own %ss; move it aside, or "
+      .. "give a path of your own"):format(path, st.uid, me, what)
+  end
+  if st.mode & 18 ~= 0 then -- 022
+    return ("%s is writable by group or others (mode %04o): run `chmod 600 %s`"):format(path, st.mode, path)
+  end
+  return nil
+end
+
+--- Whether aap may trust a file it keeps tokens or records in, checked before anything is
+-- opened (lstat: a symlink is not followed, a device or FIFO is not opened). Trusted means:
+-- a regular file (not a symlink), owned by the current user, not writable by group or
+-- others (a file only they may *read* is still trusted: aap narrows it to 0600 when it
+-- rewrites it); and its directory is not writable by others unless sticky (/tmp: nobody
+-- else can then rename or remove the file). A group-writable directory is accepted: with
+-- user-private groups (umask 002, the RHEL default) it is the norm, and every file is
+-- checked on its own. A missing file is trusted when its directory is.
 -- @tparam string path
--- @treturn[1] Document (`doc.exists` is false for a missing file)
+-- @tparam[opt="env file"] string what what the file is, for the message
+-- @treturn[1] table the lstat (`type`, `mode`, `uid`, ...), or false when the file is missing
 -- @treturn[2] nil
--- @treturn[2] table error `{code = "io" | "format", message =, path =}`
-function M.read(path)
+-- @treturn[2] table error `{code = "unsafe" | "io", message =, path =}`
+function M.check_file(path, what)
   expect(path, "string", "path", 2)
-  local f, msg, errno = io.open(path, "rb")
-  if not f then
-    if errno == 2 then
-      local doc = M.parse("")
-      doc.exists = false
-      return doc
-    end
+  what = what or "env file"
+  local aos = require("aap").os
+  local dir = dirname(path)
+  local dst = aos.stat(dir, true)
+  if dst and dst.mode & 2 ~= 0 and dst.mode & 512 == 0 then -- o+w without the sticky bit (01000)
+    return nil, new_error("unsafe", ("%s is in %s, which anyone may write to (mode %04o, not sticky): anyone "
+      .. "could replace it; run `chmod o-w %s` or use another directory"):format(path, dir, dst.mode, dir), path)
+  end
+  local st, msg, errno = aos.stat(path)
+  if not st then
+    if errno == 2 then return false end
     return nil, new_error("io", "cannot read " .. msg, path)
+  end
+  local why = distrust(st, path, what)
+  if why then return nil, new_error("unsafe", why, path) end
+  return st
+end
+
+--- Reads a whole file that passes `check_file`, without following a symlink or blocking, and
+-- checks the opened file again (it may have been swapped after the check).
+-- @treturn[1] string the contents, or false when the file is missing
+-- @treturn[2] nil
+-- @treturn[2] table error (see `check_file`)
+function M.read_trusted(path, what)
+  local st, err = M.check_file(path, what)
+  if not st then return st, err end
+  local f, msg, errno = require("aap").os.open(path)
+  if not f then
+    if errno == 2 then return false end
+    local swapped = errno == 40 or errno == 22 or errno == 21 or errno == 11 -- ELOOP EINVAL EISDIR EAGAIN
+    return nil, new_error(swapped and "unsafe" or "io", "cannot read " .. msg, path)
+  end
+  local why = distrust(msg, path, what or "env file")
+  if why then
+    f:close()
+    return nil, new_error("unsafe", why, path)
   end
   local text, rerr = f:read("a")
   f:close()
-  if not text then
-    return nil, new_error("io", ("cannot read %s: %s"):format(path, tostring(rerr)), path)
+  if not text then return nil, new_error("io", ("cannot read %s: %s"):format(path, tostring(rerr)), path) end
+  return text
+end
+
+--- Read and parse an env file. A missing file is an empty document. The file must pass
+-- `check_file` (the current user's own regular file, not writable by others).
+-- @tparam string path
+-- @treturn[1] Document (`doc.exists` is false for a missing file)
+-- @treturn[2] nil
+-- @treturn[2] table error `{code = "io" | "format" | "unsafe", message =, path =}`
+function M.read(path)
+  expect(path, "string", "path", 2)
+  local text, err = M.read_trusted(path, "env file")
+  if text == false then
+    local doc = M.parse("")
+    doc.exists = false
+    return doc
   end
+  if not text then return nil, err end
   if find(text, "%z") then
     return nil, new_error("format", ("cannot read %s: not a text file (it holds a NUL byte)"):format(path), path)
   end

@@ -254,6 +254,7 @@ local function commit(o, it, new, new_fp)
     local ceil = math.ceil
     st.pending[#st.pending + 1] = {
       id = it.old_id, key = o.key, kind = it.kind, rotated_at = it.started, new_id = new.id,
+      created = it.old_created, user = it.old_user, application = it.old_application,
       not_before = ceil(it.started + (it.grace or 0)), hooks_done = false,
       wait_for_use = it.wait_for_use and { id = new.id, after = ceil(it.use_baseline or new.last_used or new.created
                                            or it.started) } or nil,
@@ -321,15 +322,10 @@ local function recover(o)
     return ("finished an interrupted rotation of %s (new token id=%d; old token id=%s pending revocation)")
       :format(o.key, it.new_id, tostring(it.old_id))
   end
-  local deleted = {}
-  if it.new_id then
-    local ok, e = delete(s, it.new_id)
-    if not ok then return nil, e end
-    deleted[1] = it.new_id
-  end
-  local swept, serr = sweep_marker(s, it.marker)
-  if not swept then return nil, serr end
-  for _, id in ipairs(swept) do if id ~= it.new_id then deleted[#deleted + 1] = id end end
+  -- The new token (it.new_id too) is deleted by its marker, which proves aap made it: an id
+  -- alone, read from a file, proves nothing.
+  local deleted, serr = sweep_marker(s, it.marker)
+  if not deleted then return nil, serr end
   if file_fp ~= it.old_fp then
     -- Someone else changed the file meanwhile: what the state says about the key is stale.
     o.st.keys[o.key] = nil
@@ -351,6 +347,29 @@ local function current_record(o)
   return record({ id = r.id, kind = r.kind, scope = r.scope, application = r.application, user = r.user,
                   created = r.created, expires = r.expires }, o.key, o.doc:get(o.key),
                 r.refresh_key and o.doc:get(r.refresh_key) or nil)
+end
+
+-- Revokes the old token of a pending entry once the gateway's token with that id is proven
+-- to be the one recorded when it was rotated out: same created time, user and application.
+-- Returns true (revoked or already gone), false and why (not that token: nothing revoked),
+-- or nil and an error.
+local function revoke_pending(s, e)
+  local tok, terr = s:token(e.id)
+  if not tok then
+    if terr.code == "not_found" then return true end
+    return nil, terr
+  end
+  if not e.created then
+    return false, ("nothing recorded proves that token id=%d is the one rotated out; it was not revoked "
+      .. "(check it with `aap token show %d`, then `aap token revoke %d`)"):format(e.id, e.id, e.id)
+  end
+  if aap.format_time(tok.created or 0) ~= e.created or tok.user ~= e.user or tok.application ~= e.application then
+    return false, ("token id=%d is not the one rotated out (created %s, user %s, application %s recorded; the "
+      .. "gateway has created %s, user %s, application %s); it was not revoked"):format(e.id, e.created,
+      tostring(e.user), tostring(e.application), tok.created and aap.format_time(tok.created) or "?",
+      tostring(tok.user), tostring(tok.application))
+  end
+  return delete(s, e.id)
 end
 
 -- Works through the pending revocations of this key. Returns a list of notes.
@@ -420,11 +439,15 @@ local function process_pending(o)
         if due and o.dry_run then
           notes[#notes + 1] = ("would revoke the old token id=%d"):format(e.id)
         elseif due then
-          local ok, derr = delete(s, e.id)
-          if not ok then return nil, derr end
+          local ok, derr = revoke_pending(s, e)
+          if ok == nil then return nil, derr end
           done, changed = true, true
-          o.revoked[#o.revoked + 1] = e.id
-          notes[#notes + 1] = ("revoked the old token id=%d"):format(e.id)
+          if ok then
+            o.revoked[#o.revoked + 1] = e.id
+            notes[#notes + 1] = ("revoked the old token id=%d"):format(e.id)
+          else
+            o.warn(derr)
+          end
         else
           notes[#notes + 1] = ("old token id=%d stays valid: %s"):format(e.id, why)
           o.waiting[#o.waiting + 1] = { id = e.id, reason = why }
@@ -494,6 +517,9 @@ local function recreate(o, old)
     strategy = "recreate", marker = marker, started = math.floor(o.now), old_fp = fp(o.doc:get(o.key)),
     old_id = old and old.id or nil, kind = kind, user = old and old.user or oldrec.user,
     grace = p.grace, wait_for_use = p.wait_for_use or nil, max_wait = p.max_wait,
+    -- what proves, when the old token is revoked, that the id is still that token
+    old_created = old and old.created and aap.format_time(old.created) or nil,
+    old_user = old and old.user or nil, old_application = old and old.application or nil,
   }
   o.st.rotations[o.key] = it
   local ok, e = save_state(o)

@@ -299,6 +299,11 @@ end
 -- token create and by aap.rotate (both write such markers).
 -- @treturn ?table the ids deleted (integers), or nil, err
 function M.sweep_marker(s, marker, keep)
+  -- An empty or short marker would match tokens aap never made: only an exact marker is swept.
+  if not (state.valid_marker(marker, state.MARKERS.create) or state.valid_marker(marker, state.MARKERS.rotate)) then
+    return nil, local_error("usage", ("refusing to delete tokens by the marker %q: not one aap makes"):format(
+      tostring(marker)))
+  end
   local list, err = s:tokens({ description__contains = marker })
   if not list then return nil, err end
   local ids = {}
@@ -368,9 +373,15 @@ function M.end_create(path, key)
   end)
 end
 
---- Reads an env file, failing early when it cannot be read or parsed.
+--- Reads an env file, failing early, before anything is done on the gateway, when it cannot be
+-- read or parsed, or when it, its state file or its lock file cannot be trusted
+-- (`aap.env.check_file`, `aap.state.check`).
 function M.read_env(path)
-  return envfile.read(path)
+  local doc, err = envfile.read(path)
+  if not doc then return nil, err end
+  local ok, serr = state.check(path)
+  if not ok then return nil, serr end
+  return doc
 end
 
 --- Checks that an env file can be replaced, by rewriting it unchanged (atomic, 0600).
