@@ -29,6 +29,8 @@
 #include <string.h>
 #include <dirent.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -587,6 +589,22 @@ static int os_geteuid(lua_State *L)
     return 1;
 }
 
+/* aap.os.no_core_dumps(): this process never writes a core file (RLIMIT_CORE 0, soft and
+ * hard) and is not dumpable (no core, no ptrace attach by other processes of the user, its
+ * /proc files root's). A crash of the CLI then leaves no copy of a password or token on disk.
+ * Returns true, or nil and a message. */
+static int os_no_core_dumps(lua_State *L)
+{
+    struct rlimit rl = { 0, 0 };
+    if (setrlimit(RLIMIT_CORE, &rl) != 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, strerror(errno));
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static int os_getpid(lua_State *L)
 {
     lua_pushinteger(L, (lua_Integer)getpid());
@@ -628,6 +646,7 @@ void aap_open_osutil(lua_State *L)
         { "caught", os_caught },
         { "isatty", os_isatty },
         { "getpid", os_getpid },
+        { "no_core_dumps", os_no_core_dumps },
         { "now", os_now },
         { NULL, NULL },
     };

@@ -173,6 +173,27 @@ describe("secret hygiene", function()
     end)
   end)
 
+  describe("core dumps", function()
+    it("the CLI turns them off before it reads any secret (RLIMIT_CORE 0, not dumpable)", function()
+      local trace = dir .. "/trace"
+      local r = helper.run({ "whoami" }, { env = admin_env(), wrap = { "strace", "-qq", "-o", trace, "-e",
+        "trace=prctl,setrlimit,prlimit64" } })
+      assert.equal(0, r.code, r.stderr)
+      local t = assert(helper.readfile(trace))
+      assert.matches("RLIMIT_CORE, {rlim_cur=0, rlim_max=0}", t, 1, true)
+      assert.matches("prctl(PR_SET_DUMPABLE, SUID_DUMP_DISABLE", t, 1, true)
+    end)
+
+    it("aap.os.no_core_dumps sets both limits to 0 for the Lua API too", function()
+      local p = io.popen("lua5.4 -e " .. helper.shquote(
+        'package.cpath = "' .. (os.getenv("AAP_CPATH") or (helper.ROOT .. "/build")) .. '/?.so;" .. package.cpath; '
+        .. 'assert(require("aap").os.no_core_dumps()); io.write(io.open("/proc/self/limits"):read("a"))'))
+      local limits = p:read("a")
+      p:close()
+      assert.matches("Max core file size%s+0%s+0", limits)
+    end)
+  end)
+
   describe("Basic over plain http", function()
     local aap = require("aap")
 

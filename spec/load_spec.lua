@@ -104,6 +104,51 @@ describe("load", function()
     assert.equal(CLIENTS, #(sim:token_ids()))
   end)
 
+  it("ten concurrent creates of one key end with exactly one live, recorded token (issue #11)", function()
+    local path = dir .. "/one.env"
+    local res = run_many(dir, 10, ("lua5.4 %s token create --env-file %s --description same-key-$i")
+      :format(helper.AAP, path), base_env())
+    local created = 0
+    for i, r in ipairs(res) do
+      assert.equal(0, r.code, "client " .. i .. ": " .. tostring(r.stderr))
+      if r.stdout:find("created personal token", 1, true) then created = created + 1 end
+    end
+    local value = assert(envfile.read(path)):get("AAP_PAT")
+    local live = sim:token_ids()
+    assert.equal(1, #live, "live tokens: " .. table.concat(live, ","))
+    assert.equal(live[1], sim:token_id(value))
+    local st = cjson.decode(helper.readfile(path .. ".aap-state.json"))
+    assert.equal(live[1], math.tointeger(st.keys.AAP_PAT.id))
+    assert.is_nil(next(st.rotations))
+    assert.is_true(created >= 1)
+  end)
+
+  it("a refresh and a rotation of one file at once leave no token live that nothing records (issue #11)",
+    function()
+    local path = dir .. "/app.env"
+    local app = sim.seed.application
+    local env = base_env()
+    local r = helper.run({ "token", "create", "--application", app.name, "--env-file", path }, { env = env })
+    assert.equal(0, r.code, r.stderr)
+    helper.writefile(dir .. "/now.lua", 'return { max_age = "0s", strategy = "recreate", grace = "1d" }')
+    env.AAP_CLIENT_ID, env.AAP_CLIENT_SECRET = app.client_id, app.client_secret
+    local res = run_many(dir, 2, ("if [ $i = 1 ]; then lua5.4 %s token refresh --env-file %s; "
+      .. "else lua5.4 %s token rotate --policy %s --env-file %s; fi")
+      :format(helper.AAP, path, helper.AAP, dir .. "/now.lua", path), env)
+    assert.equal(0, res[1].code, "refresh: " .. tostring(res[1].stderr))
+    assert.is_true(res[2].code == 0 or res[2].stderr:find("another aap run holds the lock", 1, true) ~= nil,
+      "rotate: " .. tostring(res[2].stderr))
+    local value = assert(envfile.read(path)):get("AAP_TOKEN")
+    assert.is_true(sim:token_works(value))
+    local st = cjson.decode(helper.readfile(path .. ".aap-state.json"))
+    local known = { [math.tointeger(st.keys.AAP_TOKEN.id)] = true }
+    for _, p in ipairs(st.pending) do known[math.tointeger(p.id)] = true end
+    assert.equal(sim:token_id(value), math.tointeger(st.keys.AAP_TOKEN.id))
+    for _, id in ipairs(sim:token_ids()) do
+      assert.is_true(known[id] == true, "token id=" .. id .. " is live and recorded nowhere")
+    end
+  end)
+
   -- Phase 1 only creates (the list is ordered by id, so new tokens land after every page a
   -- client has read: its own tokens must all be listed, once); phase 2 only deletes.
   it(CLIENTS .. " concurrent Lua API clients get consistent answers", function()

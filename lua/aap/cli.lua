@@ -185,6 +185,8 @@ function M.main(argv)
     table.remove(args_in, 1)
     return require("aap.sim").main(args_in)
   end
+  -- Passwords and tokens are in this process's memory: a crash must not write them to a core file.
+  require("aap").os.no_core_dumps()
   local parser = M.parser()
   local ok, args = parser:pparse(args_in)
   if not ok then

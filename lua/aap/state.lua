@@ -169,11 +169,33 @@ function M.lock_path(env_file)
   return env_file .. ".aap-lock"
 end
 
+-- Locks this process holds, by lock file path: a command holds its env file's lock from the
+-- first read to the last write, and the helpers it calls take the same lock again.
+local held = {}
+
+local Held = {}
+Held.__index = Held
+function Held:unlock()
+  if self.n == 0 then return end
+  self.n = self.n - 1
+  if self.n == 0 then
+    held[self.path] = nil
+    self.lk:unlock()
+  end
+end
+
 --- Takes the advisory lock that serializes runs on one env file (aap.os.lock, non-blocking).
--- @treturn userdata the lock (release with :unlock() or let it go out of scope), or nil and
+-- Re-entrant within a process: a second lock of the same file counts, and the file is
+-- unlocked by the last :unlock().
+-- @treturn table the lock (release with :unlock(); the process's exit releases it too), or nil and
 --   an error {code = "busy", message}
 function M.lock(env_file, wait)
   local path = M.lock_path(env_file)
+  local h = held[path]
+  if h then
+    h.n = h.n + 1
+    return h
+  end
   local ok, terr = require("aap.env").check_file(path, "lock file")
   if ok == nil then return nil, { code = terr.code, message = terr.message } end
   local lk, err = aap.os.lock(path, wait)
@@ -184,7 +206,9 @@ function M.lock(env_file, wait)
     return nil, { code = "busy", message = ("another aap run holds the lock %s; try again when it is done")
       :format(path) }
   end
-  return lk
+  h = setmetatable({ n = 1, lk = lk, path = path }, Held)
+  held[path] = h
+  return h
 end
 
 --- The fingerprint of a secret value kept in the state file instead of the value: 16 hex

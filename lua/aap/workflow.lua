@@ -190,7 +190,7 @@ function M.create(s, conn, opts)
   local tok, err = s:create_token({ application = app and app.id or nil,
                                     description = description, scope = opts.scope })
   if not tok then
-    if not CERTAINLY_NOT_CREATED[err.code] then
+    if not CERTAINLY_NOT_CREATED[err.code] and not err.unsent then
       local ids = M.sweep_marker(s, marker)
       if ids and #ids > 0 then
         err.message = tostring(err.message) .. (" (the token the gateway made anyway, id=%s, was deleted)")
@@ -393,8 +393,29 @@ function M.preflight(path, doc)
   return true
 end
 
+--- Takes an env file's lock for a whole command (read, gateway, write) and reads the file again
+-- under it, so that runs on one file never interleave: a second create, refresh or revoke waits
+-- for the first and then sees what it wrote.
+-- @tparam string path the env file
+-- @tparam ?Doc first the document read before taking the lock (to fail early)
+-- @tparam ?string key the key the command is about
+-- @treturn lock (release with :unlock()), the document now, and whether `key`'s value changed
+--   since `first` (another aap run wrote it while this one waited); or nil, err
+function M.hold(path, first, key)
+  local lk, err = state.lock(path, M.HOLD_WAIT)
+  if not lk then return nil, err end
+  local doc, derr = M.read_env(path)
+  if not doc then lk:unlock() return nil, derr end
+  local changed = key ~= nil and first ~= nil and (first:get(key) or "") ~= (doc:get(key) or "")
+  return lk, doc, changed
+end
+
 --- Seconds a writer waits for another one to finish with the same env file.
 M.LOCK_WAIT = 30
+
+--- Seconds a command waits for the runs before it on the same env file (M.hold): each holds
+-- the file for its whole exchange with the gateway, so many at once take turns.
+M.HOLD_WAIT = 300
 
 local function save_locked(path, values, records, remove)
   local doc, err = envfile.read(path)

@@ -92,6 +92,13 @@ local function create(args, ctx)
   local key, rkey = keys_for(args, kind)
   M.check_output_flags(ctx, args)
   local doc = path and ctx:check(workflow.read_env(path)) -- fail before anything is created
+  local lock
+  if path then
+    local changed
+    lock, doc, changed = workflow.hold(path, doc, key)
+    ctx:check(lock, doc)
+    if changed then return M.kept_concurrent(ctx, path, key, rkey, doc, fmt) end
+  end
   local s, conn = ctx:connect()
   local app = args.application
   if app and app:match("^%d+$") then app = tonumber(app) end
@@ -138,6 +145,21 @@ local function create(args, ctx)
   local summary = M.summary("created", tok, path and (path .. " (" .. key ..
     (tok.refresh_token and (", " .. rkey) or "") .. ")"))
   if fmt then ctx:info(summary) elseif not args.quiet then ctx:out(summary) end
+  if lock then lock:unlock() end
+  return 0
+end
+
+--- A create that waited for the env file while another aap run wrote the same key: that
+-- token is the one the file keeps, and none is made (concurrent creates end with one token).
+function M.kept_concurrent(ctx, path, key, rkey, doc, fmt)
+  local rec = (ctx:check(state.load(path)).keys[key]) or {}
+  if fmt then
+    local values = { { key, doc:get(key) } }
+    if doc:get(rkey) and rec.kind == "application" then values[2] = { rkey, doc:get(rkey) } end
+    M.print_format(ctx, fmt, values, rec)
+  end
+  ctx:info(("%s in %s was written by another aap run while this one waited for the file; kept that token "
+    .. "(id=%s), created none"):format(key, path, tostring(rec.id or "?")))
   return 0
 end
 
@@ -148,6 +170,11 @@ local function refresh(args, ctx)
   local key, rkey = keys_for(args, "application")
   M.check_output_flags(ctx, args)
   local doc = ctx:check(workflow.read_env(path))
+  -- Held to the end: a refresh spends the pair, so nothing else may write the file meanwhile
+  -- (a rotation's new token would be overwritten unrecorded).
+  local lock
+  lock, doc = workflow.hold(path, doc)
+  ctx:check(lock, doc)
   local rt = doc:get(rkey)
   if not rt or rt == "" then ctx:usage("%s holds no %s to refresh with", path, rkey) end
   local client = ctx:check(require("aap.config").client(doc))
@@ -191,6 +218,7 @@ local function refresh(args, ctx)
     ctx:warn("the refreshed token was saved but did not pass the check: " .. M.message(verr))
   end
   ctx:info(M.summary("refreshed", tok, path))
+  lock:unlock()
   return found and 0 or require("aap.cli").exit_code(verr)
 end
 
@@ -303,6 +331,9 @@ local function revoke(args, ctx)
   end
   local path = args.env_file
   local doc = ctx:check(workflow.read_env(path))
+  local lock
+  lock, doc = workflow.hold(path, doc)
+  ctx:check(lock, doc)
   local key = args.key
   if not key then
     key = doc:get(workflow.KEYS.token) and workflow.KEYS.token or workflow.KEYS.pat
@@ -341,6 +372,7 @@ local function revoke(args, ctx)
     end
   end
   ctx:check(workflow.save(path, {}, {}, remove))
+  lock:unlock()
   ctx:info(("revoked token id=%s; removed %s from %s"):format(tostring(id or rec.id or "?"),
     table.concat(remove, ", "), path))
   return 0
