@@ -349,6 +349,16 @@ describe("aap command", function()
       assert.equal("640", helper.mode(path))
     end)
 
+    it("names its own flags, not the Lua API's options, when it refuses plain http", function()
+      for _, extra in ipairs({ { AAP_PASSWORD = "pw" }, { AAP_PASSWORD = false, AAP_TOKEN = "abcdef" } }) do
+        extra.AAP_HOSTNAME = "http://gateway.example.invalid"
+        local r = aap({ "whoami" }, extra)
+        assert.equal(1, r.code, r.stderr)
+        assert.matches("--allow-plain-http", r.stderr, 1, true)
+        assert.is_nil(r.stderr:find("allow_plain_http", 1, true), r.stderr)
+      end
+    end)
+
     it("says nothing of a marker when the request never left (no connection): exit 4, no intent kept", function()
       local socket = require("socket")
       local srv = assert(socket.bind("127.0.0.1", 0))

@@ -104,11 +104,26 @@ function Ctx:connect(opts)
 end
 
 --- One readable line for an error, with no secret in it.
+-- The Lua API's option names in the core's messages, as the command's own flags.
+local CLI_NAMES = {
+  ["allow_plain_http = true"] = "--allow-plain-http or AAP_ALLOW_PLAIN_HTTP=true",
+  ["insecure = true"] = "--insecure or AAP_VALIDATE_CERTS=false",
+  ["ca_file = "] = "--ca-file ",
+}
+
 function M.message(err)
-  if type(err) ~= "table" then return tostring(err) end
-  local mt = getmetatable(err)
-  if mt and mt.__tostring then return tostring(err) end
-  return tostring(err.message or err.code or "error")
+  local text
+  if type(err) ~= "table" then
+    text = tostring(err)
+  else
+    local mt = getmetatable(err)
+    text = (mt and mt.__tostring) and tostring(err) or tostring(err.message or err.code or "error")
+  end
+  for api, flag in pairs(CLI_NAMES) do
+    local i, j = text:find(api, 1, true)
+    if i then text = text:sub(1, i - 1) .. flag .. text:sub(j + 1) end
+  end
+  return text
 end
 
 --- Adds the connection flags to a command.
