@@ -209,6 +209,25 @@ static void remove_stale_temps(const char *dir, const char *base)
     closedir(d);
 }
 
+/* aap.os.remove_stale_temps(path): what write_atomic does first, for a run that
+ * holds an env file without writing it (a create that keeps the file's token). */
+static int os_remove_stale_temps(lua_State *L)
+{
+    size_t plen;
+    const char *path = luaL_checklstring(L, 1, &plen);
+    luaL_argcheck(L, plen > 0 && strlen(path) == plen, 1, "a path without NUL");
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL) {
+        remove_stale_temps(".", path);
+    } else if (slash == path) {
+        remove_stale_temps("/", slash + 1);
+    } else {
+        lua_pushlstring(L, path, (size_t)(slash - path));
+        remove_stale_temps(lua_tostring(L, -1), slash + 1);
+    }
+    return 0;
+}
+
 /*
  * The buffers live in a userdata so that a Lua error (out of memory in
  * lua_pushfstring) cannot leak them; everything else is plain C.
@@ -647,6 +666,7 @@ void aap_open_osutil(lua_State *L)
         { "isatty", os_isatty },
         { "getpid", os_getpid },
         { "no_core_dumps", os_no_core_dumps },
+        { "remove_stale_temps", os_remove_stale_temps },
         { "now", os_now },
         { NULL, NULL },
     };

@@ -404,6 +404,9 @@ end
 function M.hold(path, first, key)
   local lk, err = state.lock(path, M.HOLD_WAIT)
   if not lk then return nil, err end
+  -- A run killed before its rename left a temporary copy (with a token): gone now, even when
+  -- this run ends up writing nothing.
+  aap.os.remove_stale_temps(path)
   local doc, derr = M.read_env(path)
   if not doc then lk:unlock() return nil, derr end
   local changed = key ~= nil and first ~= nil and (first:get(key) or "") ~= (doc:get(key) or "")

@@ -104,6 +104,11 @@ local function create(args, ctx)
   if app and app:match("^%d+$") then app = tonumber(app) end
   local org = args.organization
   if org and org:match("^%d+$") then org = tonumber(org) end
+  local held = path and M.held_token(ctx, s, conn, path, doc, key, kind, app, org) or nil
+  if held and not args.replace then
+    -- Creating again would leave the file's token live and unused: one token per key.
+    return M.kept(ctx, path, key, rkey, doc, fmt, held, "already holds a working token aap made")
+  end
   local description = args.description or ("aap " .. os.date("!%Y-%m-%d"))
   local marker
   if path then
@@ -138,8 +143,17 @@ local function create(args, ctx)
     end
   end
   if fmt then M.print_format(ctx, fmt, values, tok) end
-  if replaced and replaced.id and replaced.id ~= tok.id then
-    ctx:info(("%s held token id=%d, which still works: revoke it with `aap token revoke %d` once nothing "
+  if held and held.id ~= tok.id then
+    -- --replace: the file no longer holds the old token, which aap made: revoke it.
+    local ok, derr = s:delete_token(held.id)
+    if ok or (derr and derr.code == "not_found") then
+      ctx:info(("revoked the token %s held before, id=%d"):format(key, held.id))
+    else
+      ctx:warn(("the token %s held before, id=%d, could not be revoked (%s): revoke it with `aap token revoke %d`")
+        :format(key, held.id, M.message(derr), held.id))
+    end
+  elseif replaced and replaced.id and replaced.id ~= tok.id then
+    ctx:info(("%s held token id=%d, which may still work: revoke it with `aap token revoke %d` once nothing "
       .. "uses it (or let `aap token rotate` do such swaps)"):format(key, replaced.id, replaced.id))
   end
   local summary = M.summary("created", tok, path and (path .. " (" .. key ..
@@ -149,18 +163,44 @@ local function create(args, ctx)
   return 0
 end
 
---- A create that waited for the env file while another aap run wrote the same key: that
--- token is the one the file keeps, and none is made (concurrent creates end with one token).
-function M.kept_concurrent(ctx, path, key, rkey, doc, fmt)
+--- The token an env file's key holds when aap made it (its id recorded with the value's
+-- fingerprint), it is of the kind asked for (and the application, when given by id), and it
+-- still works; else nil.
+function M.held_token(ctx, s, conn, path, doc, key, kind, app, org)
+  local value = doc:get(key)
+  if not value or value == "" then return nil end
   local rec = (ctx:check(state.load(path)).keys[key]) or {}
+  if rec.fp == nil or rec.fp ~= state.fingerprint(value) or rec.kind ~= kind then return nil end
+  if kind == "application" then
+    local want = app
+    if type(app) ~= "number" then
+      local a = ctx:check(s:application(app, { organization = org }))
+      want = a.id
+    end
+    if rec.application ~= want then return nil end
+  end
+  if not workflow.verify(conn, value) then return nil end
+  return rec
+end
+
+--- No token is made: the file's key keeps the one it holds (made by aap and working, or
+-- written by another aap run while this one waited for the file). Prints it when asked.
+function M.kept(ctx, path, key, rkey, doc, fmt, rec, why)
+  rec = rec or (ctx:check(state.load(path)).keys[key]) or {}
   if fmt then
     local values = { { key, doc:get(key) } }
     if doc:get(rkey) and rec.kind == "application" then values[2] = { rkey, doc:get(rkey) } end
     M.print_format(ctx, fmt, values, rec)
   end
-  ctx:info(("%s in %s was written by another aap run while this one waited for the file; kept that token "
-    .. "(id=%s), created none"):format(key, path, tostring(rec.id or "?")))
+  local line = ("kept %s token id=%s in %s (%s): %s %s; created none (--replace makes a new one and "
+    .. "revokes it)"):format(tostring(rec.kind or "?"), tostring(rec.id or "?"), path, key, key, why)
+  if fmt or ctx.args.quiet then ctx:info(line) else ctx:out(line) end
   return 0
+end
+
+--- A create that waited for the env file while another aap run wrote the same key.
+function M.kept_concurrent(ctx, path, key, rkey, doc, fmt)
+  return M.kept(ctx, path, key, rkey, doc, fmt, nil, "was written by another aap run while this one waited")
 end
 
 M.message = function(err) return require("aap.cli").message(err) end
@@ -398,6 +438,8 @@ function M.register(groups, cli)
   c:option("--description", "Token description.")
   c:option("--scope", "read or write (default write)."):choices({ "read", "write" })
   c:flag("--no-verify", "Skip the check that the new token works (GET me/ with it).")
+  c:flag("--replace", "Make a new token even when the env file's key holds a working one aap made; "
+    .. "revoke that one.")
   output_options(c)
   cli.connection_options(c)
   cli.quiet_option(c)
