@@ -180,6 +180,15 @@ describe("aap.policy sandbox limits (issue #11)", function()
     assert.truthy(why:find("ran too long", 1, true), why)
   end)
 
+  it("stops policy code at its wall-clock deadline too", function()
+    local saved = policy.LIMITS.load_seconds
+    policy.LIMITS.load_seconds = 0
+    local ok, msg = pcall(load_err, "while true do pcall(function() while true do end end) end")
+    policy.LIMITS.load_seconds = saved
+    assert.is_true(ok, msg)
+    assert.truthy(msg:find("over its time limit of 0s", 1, true), msg)
+  end)
+
   it("a hook that loops forever is stopped", function()
     local ok, why = run_hook("while true do end")
     assert.is_false(ok)

@@ -17,6 +17,7 @@
 --      before_rotate = function(ctx) return true end,  -- may veto: return false, "reason"
 --      on_rotated    = function(ctx) end,              -- may veto the old token's revocation
 --      on_error      = function(ctx) end,              -- told about failures; return ignored
+--      hook_timeout  = "60s",      -- how long one hook call may take, programs included (max 10m)
 --    }
 --
 -- Durations are strings in `s`, `m`, `h`, `d` (`"1d12h"`) or numbers of seconds
@@ -30,13 +31,16 @@
 -- `application`, `user`, `description`, `created`, `expires`, `last_used`; the values only
 -- through `ctx.new:secret()`, `ctx.new:refresh_secret()`, nil when unknown), `error`
 -- (`{code, message}`, for `on_error`), `ctx:log(msg)` (a line on stderr) and
--- `ctx:run(argv, {stdin =})` (runs a program without a shell, its output on stderr; returns
--- true when it exited 0, and the exit status). `before_rotate` runs before anything changes;
--- `on_rotated` after the env file holds the new token and before the old one is revoked (a
--- veto or an error keeps the old token valid and is retried by the next run; after a
--- refresh there is nothing to keep); `on_error` on any failure. A hook vetoes by returning
--- `false, "reason"`; an error raised in it counts as a veto. Hooks may run again after an
--- interrupted run: make them idempotent.
+-- `ctx:run{argv..., stdin =, env =, timeout =, check =}` (runs a program directly, never
+-- through a shell, its output on stderr, with a clean environment; see `aap.rotate`).
+-- `before_rotate` runs before anything changes; `on_rotated` after the env file holds the new
+-- token and before the old one is revoked (a veto or a failure keeps the old token valid and
+-- is retried by the next run; after a refresh there is nothing to keep); `on_error` on any
+-- failure. A hook vetoes by returning `false, "reason"`: a vetoed `before_rotate` is a
+-- decision (`aap token rotate` exits 0). A hook *fails* when it raises an error, reaches a
+-- limit below, or its program exits non-zero or runs past its time: that is an error of code
+-- `policy` (exit 1) whichever the hook. Hooks may run again after an interrupted run: make
+-- them idempotent.
 --
 -- The file runs in a sandbox. Its globals are only these (the documented safe set):
 -- `assert error ipairs next pairs pcall xpcall select tonumber tostring type rawequal
@@ -44,6 +48,25 @@
 -- `utf8`, `os.time os.date os.clock os.difftime os.getenv`, and `print` (which writes to
 -- stderr, so that stdout stays machine-readable). Reading or setting any other global is
 -- an error. Hooks reach the outside world through their context (`ctx:run`, `ctx:log`).
+-- Within it:
+--
+-- * `os.getenv` reads only `HOME USER LOGNAME HOSTNAME LANG TZ` (`ENV_READABLE`); every
+--   other variable, aap's credentials first, reads as nil.
+-- * `setmetatable` refuses a metatable with `__gc` (a finalizer runs when the collector
+--   pleases, where no limit can stop it). No `coroutine`, `load`, `require` or `debug`.
+-- * Strings' methods (`("x"):find`) are the sandbox's while policy code runs: no `dump`.
+--   `find`, `match`, `gmatch` and `gsub` refuse a pattern whose worst case on the subject
+--   exceeds `LIMITS.pattern` steps (`pattern_cost`: each `*`, `+`, `-`, `%b` or
+--   back-reference may try every length, each `?` both ways), e.g. 40 `a*` on 40 bytes.
+--
+-- Limits (`LIMITS`), per evaluation (loading the file, or one hook call): 10 million
+-- instructions (pattern matches charged their worst case), 32 MB of Lua heap growth
+-- (enforced by the allocator, so one `string.rep` cannot pass it), 10 seconds to load and
+-- the policy's `hook_timeout` for a hook (its programs included), a 1 MB file. Once a
+-- limit is reached, every `pcall`/`xpcall` in the policy raises it again: policy code
+-- cannot catch it. Hooks of a policy given as a Lua table (`rotate.run{policy = {...}}`)
+-- are the caller's own code and run without these limits (their programs are still
+-- time-limited).
 -- @module aap.policy
 local duration = require("aap.duration")
 
@@ -291,6 +314,7 @@ local function safe_pcall(f, ...) return rethrow(real_pcall(f, ...)) end
 -- The message handler runs before the stack unwinds: for an error the count hook raised, with
 -- hooks still off. So a spent budget never reaches the policy's handler.
 local function safe_xpcall(f, h, ...)
+  if type_(h) ~= "function" then real_error("bad argument #2 to 'xpcall' (function expected)", 2) end
   local function handler(e)
     if active and active.spent then return e end
     return h(e)
@@ -465,8 +489,10 @@ function M.evaluate(fn, seconds, ...)
   local smeta = getmetatable("")
   local index = smeta.__index
   active, smeta.__index = g, SANDBOX_STRING
-  local res = table.pack(os_.resume(co, M.LIMITS.memory, ...))
+  -- whatever happens, the string methods and `active` are restored before returning
+  local called, res = real_pcall(function(...) return table.pack(os_.resume(co, M.LIMITS.memory, ...)) end, ...)
   active, smeta.__index = nil, index
+  if not called then return false, M.describe(res) end
   if res[1] then
     if coroutine.status(co) ~= "dead" then return false, "the policy yielded" end
     return table.unpack(res, 1, res.n)
