@@ -12,6 +12,10 @@
  *   isatty(fd | file)                 -> boolean
  *   getpid()                          -> integer
  *   now()                             -> float seconds (CLOCK_REALTIME)
+ *   spawn(argv, env [, stdin [, timeout]])
+ *                                     -> exit status | nil, msg, "timeout"|"spawn"|"interrupted"
+ *   resume(co, cap, ...)              -> like coroutine.resume, the Lua heap capped
+ *   heap_hit()                        -> true when the running capped resume refused memory
  *
  * Wrong argument types raise; failures of the environment return nil plus a
  * message that names the path and strerror(errno), never the data written.
@@ -26,6 +30,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <poll.h>
+#include <spawn.h>
 #include <string.h>
 #include <dirent.h>
 #include <sys/file.h>
@@ -33,6 +39,7 @@
 #include <sys/resource.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -638,6 +645,268 @@ static int os_now(lua_State *L)
     return 1;
 }
 
+/* ------------------------------------------------------------------ spawn */
+
+/* The strings of the sequence at arg, NULL-terminated, in a userdata pushed
+ * on the stack; the table keeps the strings alive. */
+static char **check_words(lua_State *L, int arg, lua_Integer min)
+{
+    luaL_checktype(L, arg, LUA_TTABLE);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, arg);
+    luaL_argcheck(L, n >= min && n <= 4096, arg, "must hold 1 to 4096 strings");
+    char **v = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof *v, 0);
+    for (lua_Integer i = 1; i <= n; i++) {
+        size_t len;
+        if (lua_rawgeti(L, arg, i) != LUA_TSTRING)
+            luaL_argerror(L, arg, "must hold strings only");
+        const char *w = lua_tolstring(L, -1, &len);
+        if (strlen(w) != len)
+            luaL_argerror(L, arg, "a string contains a NUL byte");
+        v[i - 1] = (char *)w;
+        lua_pop(L, 1);
+    }
+    v[n] = NULL;
+    return v;
+}
+
+static double monotonic(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Kills the child's process group (it leads one) and reaps the child. */
+static void kill_and_reap(pid_t pid)
+{
+    int status;
+    kill(-pid, SIGKILL);
+    kill(pid, SIGKILL);
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+}
+
+/*
+ * The program argv[1] (found on PATH) with exactly the environment env, no
+ * shell; its standard output goes to our standard error, its standard input
+ * is `stdin` (or empty). It leads a new process group, which is killed when
+ * `timeout` seconds pass or SIGINT/SIGTERM was caught (see catch_signals).
+ */
+static int os_spawn(lua_State *L)
+{
+    lua_settop(L, 4);
+    char **argv = check_words(L, 1, 1);
+    char **envp = check_words(L, 2, 0);
+    size_t inlen = 0;
+    const char *in = luaL_optlstring(L, 3, "", &inlen);
+    double timeout = luaL_optnumber(L, 4, 60);
+    luaL_argcheck(L, timeout > 0 && timeout <= 86400, 4, "timeout must be 0 to 86400 seconds");
+
+    int fds[2];
+    if (pipe(fds) != 0)
+        return fail(L, "cannot run", argv[0], errno);
+    fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+    fcntl(fds[1], F_SETFL, O_NONBLOCK);
+
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawnattr_init(&attr);
+    posix_spawn_file_actions_adddup2(&fa, fds[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, 2, 1);
+    sigset_t none, dfl;
+    sigemptyset(&none);
+    sigemptyset(&dfl);
+    static const int reset[] = { SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD };
+    for (size_t i = 0; i < sizeof reset / sizeof reset[0]; i++)
+        sigaddset(&dfl, reset[i]);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    posix_spawnattr_setpgroup(&attr, 0);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &dfl);
+
+    pid_t pid;
+    int rc = posix_spawnp(&pid, argv[0], &fa, &attr, argv, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    close(fds[0]);
+    if (rc != 0) {
+        close(fds[1]);
+        lua_pushnil(L);
+        lua_pushfstring(L, "cannot run %s: %s", argv[0], strerror(rc));
+        lua_pushliteral(L, "spawn");
+        return 3;
+    }
+
+    /* A child that stops reading must not kill us with SIGPIPE. */
+    struct sigaction ign, old_pipe;
+    memset(&ign, 0, sizeof ign);
+    ign.sa_handler = SIG_IGN;
+    sigemptyset(&ign.sa_mask);
+    sigaction(SIGPIPE, &ign, &old_pipe);
+
+    int wfd = fds[1];
+    size_t off = 0;
+    if (inlen == 0) {
+        close(wfd);
+        wfd = -1;
+    }
+    double deadline = monotonic() + timeout;
+    int status = 0;
+    const char *why = NULL;
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            break;
+        if (r < 0 && errno != EINTR) {
+            why = strerror(errno);
+            kill_and_reap(pid);
+            break;
+        }
+        if (caught_signal) {
+            why = "interrupted";
+            kill_and_reap(pid);
+            break;
+        }
+        if (monotonic() >= deadline) {
+            why = "timeout";
+            kill_and_reap(pid);
+            break;
+        }
+        if (wfd < 0) {
+            aap_sleep(0.01);
+            continue;
+        }
+        struct pollfd p = { wfd, POLLOUT, 0 };
+        if (poll(&p, 1, 10) <= 0)
+            continue;
+        ssize_t n = write(wfd, in + off, inlen - off);
+        if (n > 0)
+            off += (size_t)n;
+        /* EPIPE: the child closed its input; it keeps running. */
+        if (off == inlen || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+            close(wfd);
+            wfd = -1;
+        }
+    }
+    if (wfd >= 0)
+        close(wfd);
+    sigaction(SIGPIPE, &old_pipe, NULL);
+
+    if (why != NULL) {
+        lua_pushnil(L);
+        if (strcmp(why, "timeout") == 0) {
+            lua_pushfstring(L, "%s ran longer than %f s and was killed", argv[0], (lua_Number)timeout);
+        } else if (strcmp(why, "interrupted") == 0) {
+            lua_pushfstring(L, "%s was killed: aap was interrupted", argv[0]);
+        } else {
+            lua_pushfstring(L, "cannot wait for %s: %s", argv[0], why);
+            why = "spawn";
+        }
+        lua_pushstring(L, why);
+        return 3;
+    }
+    if (WIFEXITED(status))
+        lua_pushinteger(L, WEXITSTATUS(status));
+    else
+        lua_pushinteger(L, 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0));
+    return 1;
+}
+
+/* ------------------------------------------------------------ capped heap */
+
+/*
+ * While a capped resume runs, the state's allocator is wrapped to count the
+ * bytes of the Lua heap and refuse growth past the cap. Lua answers a
+ * refusal with an emergency collection and then a memory error ("not enough
+ * memory"), which is all the caller needs. Shrinking and freeing never fail,
+ * as Lua requires. The wrapper is removed before the resume returns: blocks
+ * it allocated are freed later by the allocator it wrapped, which is the one
+ * that made them, and no pointer into aap.so outlives it (lua_close unloads
+ * the library before it frees the last objects).
+ */
+typedef struct {
+    lua_Alloc f;
+    void *ud;
+    int64_t used;  /* bytes in the heap, as Lua counts them at the start */
+    int64_t limit; /* refuse growth past this */
+    int hit;       /* a growth was refused */
+} Heap;
+
+static Heap *current_heap; /* the capped resume running, or NULL */
+
+static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    Heap *h = (Heap *)ud;
+    size_t old = ptr != NULL ? osize : 0; /* with ptr NULL, osize is a type tag */
+    if (nsize > old && h->used + (int64_t)(nsize - old) > h->limit) {
+        h->hit = 1;
+        return NULL;
+    }
+    void *p = h->f(h->ud, ptr, osize, nsize);
+    if (p != NULL || nsize == 0)
+        h->used += (int64_t)nsize - (int64_t)old;
+    return p;
+}
+
+/* coroutine.resume(co, ...), with the heap allowed to grow by at most cap
+ * bytes while co runs. A failure returns false, the error and whether the cap
+ * refused memory. */
+static int os_resume(lua_State *L)
+{
+    lua_State *co = lua_tothread(L, 1);
+    luaL_argexpected(L, co != NULL, 1, "coroutine");
+    lua_Integer cap = luaL_checkinteger(L, 2);
+    luaL_argcheck(L, cap > 0, 2, "cap must be a positive number of bytes");
+    int nargs = lua_gettop(L) - 2;
+    int st = lua_status(co);
+    if ((st != LUA_OK && st != LUA_YIELD) || (st == LUA_OK && lua_gettop(co) == 0)) {
+        lua_pushboolean(L, 0);
+        lua_pushliteral(L, "cannot resume dead coroutine");
+        return 2;
+    }
+    if (!lua_checkstack(co, nargs) || !lua_checkstack(L, 3))
+        return luaL_error(L, "aap.os.resume: too many arguments");
+    if (current_heap != NULL)
+        return luaL_error(L, "aap.os.resume: already inside a capped resume");
+    lua_xmove(L, co, nargs);
+
+    Heap h;
+    h.f = lua_getallocf(L, &h.ud);
+    h.used = (int64_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024 + lua_gc(L, LUA_GCCOUNTB, 0);
+    h.limit = h.used + (int64_t)cap;
+    h.hit = 0;
+    lua_setallocf(L, capped_alloc, &h);
+    current_heap = &h;
+    int nres;
+    st = lua_resume(co, L, nargs, &nres);
+    current_heap = NULL;
+    lua_setallocf(L, h.f, h.ud);
+    int hit = h.hit;
+
+    if (st == LUA_OK || st == LUA_YIELD) {
+        if (!lua_checkstack(L, nres + 1)) {
+            lua_pop(co, nres);
+            lua_pushboolean(L, 0);
+            lua_pushliteral(L, "too many results to resume");
+            return 2;
+        }
+        lua_pushboolean(L, 1);
+        lua_xmove(co, L, nres);
+        return nres + 1;
+    }
+    lua_pushboolean(L, 0);
+    lua_xmove(co, L, 1);
+    lua_pushboolean(L, hit);
+    return 3;
+}
+
+static int os_heap_hit(lua_State *L)
+{
+    lua_pushboolean(L, current_heap != NULL && current_heap->hit);
+    return 1;
+}
+
 /* ------------------------------------------------------------------ open */
 
 void aap_open_osutil(lua_State *L)
@@ -668,6 +937,9 @@ void aap_open_osutil(lua_State *L)
         { "no_core_dumps", os_no_core_dumps },
         { "remove_stale_temps", os_remove_stale_temps },
         { "now", os_now },
+        { "spawn", os_spawn },
+        { "resume", os_resume },
+        { "heap_hit", os_heap_hit },
         { NULL, NULL },
     };
 

@@ -445,13 +445,80 @@ describe("aap token rotate", function()
       assert.same({ token_id(new) }, server_tokens())
     end)
 
-    it("treats an error raised in a hook as a veto, naming the file and line", function()
+    it("fails when before_rotate raises an error (not a veto): exit 1, naming the file and line", function()
       create_pat()
-      local pol = policy('return { max_age = "0s",\n  before_rotate = function() error("boom") end }')
+      local before = helper.readfile(env_path)
+      local out = dir .. "/err"
+      local pol = policy(([[return { max_age = "0s",
+  before_rotate = function() error("boom") end,
+  on_error = function(ctx) ctx:run({ "sh", "-c", "cat > %s" }, { stdin = ctx.error.message }) end }]]):format(out))
       local r = rotate({ "--policy", pol })
-      assert.equal(0, r.code, r.stderr)
-      assert.truthy(r.stdout:find("before_rotate raised an error: " .. pol .. ":2: boom", 1, true), r.stdout)
+      assert.equal(1, r.code, r.stdout)
+      assert.truthy(r.stderr:find("before_rotate failed: " .. pol .. ":2: boom", 1, true), r.stderr)
+      assert.truthy(helper.readfile(out):find("before_rotate failed", 1, true))
+      assert.equal(before, helper.readfile(env_path))
       assert.equal(1, #server_tokens())
+    end)
+
+    it("stops a hook that loops forever, even inside pcall, and fails", function()
+      create_pat()
+      local r = rotate({ "--policy", policy([[return { max_age = "0s", before_rotate = function()
+        while true do pcall(function() while true do end end) end
+      end }]]) })
+      assert.equal(1, r.code, r.stdout)
+      assert.truthy(r.stderr:find("before_rotate failed: the policy ran too long", 1, true), r.stderr)
+      assert.equal(1, #server_tokens())
+    end)
+
+    it("kills a hook's program at the policy's hook_timeout, and fails", function()
+      create_pat()
+      local r = rotate({ "--policy", policy([[return { max_age = "0s", hook_timeout = "1s",
+        before_rotate = function(ctx) ctx:run{ "sleep", "30" } end }]]) })
+      assert.equal(1, r.code, r.stdout)
+      assert.truthy(r.stderr:find("before_rotate failed: .*ctx:run: sleep ran longer than the hook's hook_timeout "
+        .. "of 1s and was killed"), r.stderr)
+      assert.equal(1, #server_tokens())
+    end)
+
+    it("fails when a hook's program exits non-zero, unless the hook checks the status itself", function()
+      create_pat()
+      local r = rotate({ "--policy", policy([[return { max_age = "0s",
+        before_rotate = function(ctx) ctx:run{ "false" } end }]]) })
+      assert.equal(1, r.code, r.stdout)
+      assert.truthy(r.stderr:find("ctx:run: false exited with status 1", 1, true), r.stderr)
+      r = rotate({ "--policy", policy([[return { max_age = "0s", before_rotate = function(ctx)
+        local ok, status = ctx:run{ "sh", "-c", "exit 7", check = false }
+        return ok, "the freeze check said " .. status
+      end }]], "p2.lua") })
+      assert.equal(0, r.code, r.stderr)
+      assert.truthy(r.stdout:find("before_rotate vetoed: the freeze check said 7", 1, true), r.stdout)
+    end)
+
+    it("runs programs without a shell, with a clean environment", function()
+      create_pat()
+      local env = admin_env({ AAP_CLIENT_SECRET = "client-s3cret", AAP_TOKEN_EXTRA = "x" })
+      local r = rotate({ "--policy", policy([[return { max_age = "0s", before_rotate = function(ctx)
+        ctx:run{ "env" }
+        ctx:run{ "echo", "$HOME;", "`id`" }
+        assert(not pcall(ctx.run, ctx, { "exit" }), "exit is a shell builtin, not a program")
+        return false, "password in the policy: " .. tostring(os.getenv("AAP_PASSWORD"))
+      end }]]) }, env)
+      assert.equal(0, r.code, r.stderr)
+      assert.truthy(r.stdout:find("password in the policy: nil", 1, true), r.stdout)
+      assert.falsy(r.stderr:find(helper.ADMIN_PASSWORD, 1, true), r.stderr)
+      assert.falsy(r.stderr:find("client-s3cret", 1, true), r.stderr)
+      assert.falsy(r.stderr:find("AAP_", 1, true), r.stderr)
+      assert.truthy(r.stderr:find("\nPATH=", 1, true) or r.stderr:find("^PATH="), r.stderr)
+      assert.truthy(r.stderr:find("$HOME; `id`\n", 1, true), r.stderr)
+      -- a hook hands over what it names
+      r = rotate({ "--policy", policy([[return { max_age = "0s", before_rotate = function(ctx)
+        ctx:run{ "env", env = { "AAP_HOSTNAME", WHO = "the hook" } }
+        return false, "done"
+      end }]], "p2.lua") }, env)
+      assert.equal(0, r.code, r.stderr)
+      assert.truthy(r.stderr:find("AAP_HOSTNAME=" .. sim.url, 1, true), r.stderr)
+      assert.truthy(r.stderr:find("WHO=the hook", 1, true), r.stderr)
+      assert.falsy(r.stderr:find("AAP_PASSWORD", 1, true), r.stderr)
     end)
 
     it("calls on_error with the failure", function()

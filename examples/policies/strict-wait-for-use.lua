@@ -24,9 +24,11 @@ return {
     return true
   end,
   on_rotated = function(ctx)
-    -- Tell the consumer to reload, e.g.:
-    --   local ok = ctx:run({ "systemctl", "reload", "my-consumer.service" })
-    --   if not ok then return false, "could not reload the consumer" end
+    -- Tell the consumer to reload, e.g. (no shell; a clean environment; killed after
+    -- hook_timeout; a non-zero exit fails the hook, which keeps the old token valid):
+    --   ctx:run{ "systemctl", "reload", "my-consumer.service" }
+    -- or hand it the new value on stdin, never in argv:
+    --   ctx:run{ "my-consumer-ctl", "set-token", stdin = ctx.new:secret(), timeout = "20s" }
     ctx:log("new token id=" .. tostring(ctx.new.id) .. " written; waiting for the consumer to use it")
     return true
   end,

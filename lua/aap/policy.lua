@@ -17,6 +17,7 @@
 --      before_rotate = function(ctx) return true end,  -- may veto: return false, "reason"
 --      on_rotated    = function(ctx) end,              -- may veto the old token's revocation
 --      on_error      = function(ctx) end,              -- told about failures; return ignored
+--      hook_timeout  = "60s",      -- how long one hook call may take, programs included (max 10m)
 --    }
 --
 -- Durations are strings in `s`, `m`, `h`, `d` (`"1d12h"`) or numbers of seconds
@@ -30,13 +31,16 @@
 -- `application`, `user`, `description`, `created`, `expires`, `last_used`; the values only
 -- through `ctx.new:secret()`, `ctx.new:refresh_secret()`, nil when unknown), `error`
 -- (`{code, message}`, for `on_error`), `ctx:log(msg)` (a line on stderr) and
--- `ctx:run(argv, {stdin =})` (runs a program without a shell, its output on stderr; returns
--- true when it exited 0, and the exit status). `before_rotate` runs before anything changes;
--- `on_rotated` after the env file holds the new token and before the old one is revoked (a
--- veto or an error keeps the old token valid and is retried by the next run; after a
--- refresh there is nothing to keep); `on_error` on any failure. A hook vetoes by returning
--- `false, "reason"`; an error raised in it counts as a veto. Hooks may run again after an
--- interrupted run: make them idempotent.
+-- `ctx:run{argv..., stdin =, env =, timeout =, check =}` (runs a program directly, never
+-- through a shell, its output on stderr, with a clean environment; see `aap.rotate`).
+-- `before_rotate` runs before anything changes; `on_rotated` after the env file holds the new
+-- token and before the old one is revoked (a veto or a failure keeps the old token valid and
+-- is retried by the next run; after a refresh there is nothing to keep); `on_error` on any
+-- failure. A hook vetoes by returning `false, "reason"`: a vetoed `before_rotate` is a
+-- decision (`aap token rotate` exits 0). A hook *fails* when it raises an error, reaches a
+-- limit below, or its program exits non-zero or runs past its time: that is an error of code
+-- `policy` (exit 1) whichever the hook. Hooks may run again after an interrupted run: make
+-- them idempotent.
 --
 -- The file runs in a sandbox. Its globals are only these (the documented safe set):
 -- `assert error ipairs next pairs pcall xpcall select tonumber tostring type rawequal
@@ -44,6 +48,25 @@
 -- `utf8`, `os.time os.date os.clock os.difftime os.getenv`, and `print` (which writes to
 -- stderr, so that stdout stays machine-readable). Reading or setting any other global is
 -- an error. Hooks reach the outside world through their context (`ctx:run`, `ctx:log`).
+-- Within it:
+--
+-- * `os.getenv` reads only `HOME USER LOGNAME HOSTNAME LANG TZ` (`ENV_READABLE`); every
+--   other variable, aap's credentials first, reads as nil.
+-- * `setmetatable` refuses a metatable with `__gc` (a finalizer runs when the collector
+--   pleases, where no limit can stop it). No `coroutine`, `load`, `require` or `debug`.
+-- * Strings' methods (`("x"):find`) are the sandbox's while policy code runs: no `dump`.
+--   `find`, `match`, `gmatch` and `gsub` refuse a pattern whose worst case on the subject
+--   exceeds `LIMITS.pattern` steps (`pattern_cost`: each `*`, `+`, `-`, `%b` or
+--   back-reference may try every length, each `?` both ways), e.g. 40 `a*` on 40 bytes.
+--
+-- Limits (`LIMITS`), per evaluation (loading the file, or one hook call): 10 million
+-- instructions (pattern matches charged their worst case), 32 MB of Lua heap growth
+-- (enforced by the allocator, so one `string.rep` cannot pass it), 10 seconds to load and
+-- the policy's `hook_timeout` for a hook (its programs included), a 1 MB file. Once a
+-- limit is reached, every `pcall`/`xpcall` in the policy raises it again: policy code
+-- cannot catch it. Hooks of a policy given as a Lua table (`rotate.run{policy = {...}}`)
+-- are the caller's own code and run without these limits (their programs are still
+-- time-limited).
 -- @module aap.policy
 local duration = require("aap.duration")
 
@@ -52,9 +75,20 @@ local M = {}
 -- The metatable of validated policies, so that `get` does not validate them twice.
 local Normalized = { __name = "aap.Policy" }
 
-local DEFAULTS = { strategy = "recreate", verify = true, grace = 0, wait_for_use = false }
+local DEFAULTS = { strategy = "recreate", verify = true, grace = 0, wait_for_use = false, hook_timeout = 60 }
+
+-- A value shown in a message without running any of its metamethods, and short.
+local function show(v)
+  if type(v) == "string" then
+    return #v > 40 and ("%q..."):format(v:sub(1, 40)) or ("%q"):format(v)
+  end
+  if type(v) == "number" or type(v) == "boolean" or v == nil then return tostring(v) end
+  return "a " .. type(v)
+end
 
 local function is_duration(v)
+  if type(v) ~= "string" and type(v) ~= "number" then return nil, ("%s is not a duration"):format(show(v)) end
+  if type(v) == "string" and #v > 64 then return nil, ("%s is not a duration (too long)"):format(show(v)) end
   local n, err = duration.parse(v)
   if not n then return nil, err end
   return n
@@ -67,14 +101,13 @@ local function one_of(...)
     if set[v] then return v end
     local shown = {}
     for i, w in ipairs(list) do shown[i] = ("%q"):format(w) end
-    return nil, ("must be %s, not %s"):format(table.concat(shown, " or "),
-      type(v) == "string" and ("%q"):format(v) or tostring(v))
+    return nil, ("must be %s, not %s"):format(table.concat(shown, " or "), show(v))
   end
 end
 
 local function boolean(v)
   if type(v) == "boolean" then return v end
-  return nil, ("must be true or false, not %s"):format(type(v) == "string" and ("%q"):format(v) or tostring(v))
+  return nil, ("must be true or false, not %s"):format(show(v))
 end
 
 local function func(v)
@@ -84,9 +117,22 @@ end
 
 local function text(v)
   if type(v) ~= "string" then return nil, "must be a string, not a " .. type(v) end
-  if v:find("[%z\r\n]") then return nil, "must be one line" end
   if #v > 200 then return nil, "must be at most 200 characters" end
+  if v:find("[%z\r\n]") then return nil, "must be one line" end
   return v
+end
+
+--- The longest time a hook may take (`hook_timeout`), and the default.
+M.MAX_HOOK_TIMEOUT = 600
+M.HOOK_TIMEOUT = 60
+
+local function hook_timeout(v)
+  local n, why = is_duration(v)
+  if not n then return nil, why end
+  if n < 1 or n > M.MAX_HOOK_TIMEOUT then
+    return nil, ("must be 1s to %s, not %s"):format(duration.format(M.MAX_HOOK_TIMEOUT), duration.format(n))
+  end
+  return n
 end
 
 --- The keys a policy may hold, each with its checker (value → normalized value | nil, why).
@@ -95,7 +141,7 @@ M.SCHEMA = {
   strategy = one_of("recreate", "refresh"),
   verify = boolean, scope = one_of("read", "write"), description = text,
   grace = is_duration, wait_for_use = boolean, max_wait = is_duration,
-  before_rotate = func, on_rotated = func, on_error = func,
+  before_rotate = func, on_rotated = func, on_error = func, hook_timeout = hook_timeout,
 }
 
 local KNOWN = {}
@@ -126,6 +172,7 @@ local function distance(a, b)
 end
 
 local function suggest(key)
+  if #key > 40 then return nil end
   local best, bd = nil, 3
   for _, k in ipairs(KNOWN) do
     local d = distance(key:lower(), k)
@@ -138,6 +185,7 @@ end
 local function line_of(source, key)
   if not source then return nil end
   local n = 1
+  key = key:gsub("%p", "%%%0") -- a key is not a pattern
   for line in (source .. "\n"):gmatch("([^\n]*)\n") do
     if line:find("%f[%w_]" .. key .. "%s*=") or line:find("%[%s*[\"']" .. key .. "[\"']%s*%]%s*=") then
       return n
@@ -147,7 +195,7 @@ local function line_of(source, key)
 end
 
 local function where(origin, source, key)
-  local line = key and line_of(source, key)
+  local line = key and #key <= 64 and line_of(source, key)
   if line then return ("%s:%d: "):format(origin, line) end
   return origin .. ": "
 end
@@ -167,7 +215,7 @@ function M.validate(t, origin, source)
   local keys = {}
   for k in pairs(t) do
     if type(k) ~= "string" then
-      return nil, perr(("%s: policy keys are names; found a %s key (%s)"):format(origin, type(k), tostring(k)))
+      return nil, perr(("%s: policy keys are names; found a %s key (%s)"):format(origin, type(k), show(k)))
     end
     keys[#keys + 1] = k
   end
@@ -204,16 +252,183 @@ function M.validate(t, origin, source)
   return setmetatable(p, Normalized)
 end
 
+-- The sandbox ---------------------------------------------------------------------------------
+
+--- The limits of policy code, per evaluation (loading a file, or one hook call).
+-- `instructions`: Lua VM instructions, pattern matching charged by its worst case;
+-- `memory`: bytes the Lua heap may grow by (enforced by the allocator: no single call can
+-- pass it); `load_seconds`: wall clock for loading a file (a hook has its `hook_timeout`);
+-- `pattern`: the most steps one pattern match may take in the worst case (see `pattern_cost`);
+-- `source`: the largest policy file, in bytes.
+M.LIMITS = { instructions = 10000000, memory = 32 * 1024 * 1024, load_seconds = 10, pattern = 1000000,
+             source = 1024 * 1024 }
+M.LOAD_BUDGET = M.LIMITS.instructions
+
+-- The count hook runs every STEP instructions: fine enough that the deadline holds even when
+-- each instruction copies a large string, coarse enough to cost little.
+local STEP = 100
+
+local real_pcall, real_xpcall, real_error, real_setmetatable = pcall, xpcall, error, setmetatable
+local sfind, smatch, sgmatch, sgsub, sbyte = string.find, string.match, string.gmatch, string.gsub, string.byte
+local rawget_, type_, select_ = rawget, type, select
+
+local osu -- aap.os, loaded on first use (policy validation alone needs no C)
+local function aap_os()
+  osu = osu or require("aap").os
+  return osu
+end
+
+-- The evaluation running now: {used =, limit =, deadline =, spent = why it must stop}.
+-- Policy code is never re-entered, so there is at most one.
+local active
+
+-- Once spent, every later check raises again, so a pcall inside the policy cannot keep it alive.
+local function charge(n)
+  local g = active
+  if not g then return end
+  g.used = g.used + n
+  if not g.spent then
+    if g.used > g.limit then
+      g.spent = ("the policy ran too long: more than %d instructions (endless loop?)"):format(g.limit)
+    elseif aap_os().now() > g.deadline then
+      g.spent = ("the policy ran too long: over its time limit of %s"):format(duration.format(g.seconds))
+    end
+  end
+  if g.spent then real_error(g.spent, 0) end
+end
+
+local function on_count() charge(STEP) end
+
+-- After a pcall/xpcall inside the policy: a spent budget or a refused allocation is not
+-- the policy's to catch.
+local function rethrow(...)
+  local g = active
+  if g and not g.spent and aap_os().heap_hit() then
+    g.spent = ("the policy used too much memory: more than %d MB"):format(M.LIMITS.memory // 1048576)
+  end
+  if g and g.spent then real_error(g.spent, 0) end
+  return ...
+end
+
+local function safe_pcall(f, ...) return rethrow(real_pcall(f, ...)) end
+-- The message handler runs before the stack unwinds: for an error the count hook raised, with
+-- hooks still off. So a spent budget never reaches the policy's handler.
+local function safe_xpcall(f, h, ...)
+  if type_(h) ~= "function" then real_error("bad argument #2 to 'xpcall' (function expected)", 2) end
+  local function handler(e)
+    if active and active.spent then return e end
+    return h(e)
+  end
+  return rethrow(real_xpcall(f, handler, ...))
+end
+
+-- Index of the `]` closing the set that opens at i (Lua's classEnd), or #p when it does not close.
+local function set_end(p, i)
+  local n = #p
+  i = i + 1
+  if sbyte(p, i) == 94 then i = i + 1 end -- ^
+  repeat
+    if i > n then return n end
+    if sbyte(p, i) == 37 then i = i + 1 end -- %x
+    i = i + 1
+  until i > n or sbyte(p, i) == 93 -- ]
+  return math.min(i, n)
+end
+
+--- An upper bound on the steps Lua's matcher may take for pattern `p` on `n` bytes: every
+-- `*`, `+`, `-`, `%b` and back-reference may try each of n+1 lengths, every `?` two, and an
+-- unanchored pattern every start position.
+-- @tparam string p the pattern
+-- @tparam integer n the subject's length
+-- @tparam ?boolean unanchored true for gmatch, where `^` is no anchor
+-- @treturn number
+function M.pattern_cost(p, n, unanchored)
+  local i, len, wide, opt = 1, #p, 0, 0
+  local anchored = not unanchored and sbyte(p, 1) == 94
+  if anchored then i = 2 end
+  while i <= len do
+    local c, last = sbyte(p, i), nil
+    if c == 37 then -- %
+      local d = sbyte(p, i + 1)
+      if d == 98 then wide, i = wide + 1, i + 4 -- %bxy
+      elseif d == 102 then i = set_end(p, i + 2) + 1 -- %f[set]
+      elseif d and d >= 48 and d <= 57 then wide, i = wide + 1, i + 2 -- %1
+      else last = i + 1 end
+    elseif c == 91 then last = set_end(p, i) -- [set]
+    elseif c == 40 or c == 41 then i = i + 1 -- ( )
+    else last = i end
+    if last then
+      local q = sbyte(p, last + 1)
+      if q == 42 or q == 43 or q == 45 then wide, i = wide + 1, last + 2 -- * + -
+      elseif q == 63 then opt, i = opt + 1, last + 2 -- ?
+      else i = last + 1 end
+    end
+  end
+  return (n + 1.0) ^ (wide + (anchored and 0 or 1)) * 2.0 ^ opt * math.max(len, 1)
+end
+
+-- Pattern functions that refuse a match whose worst case exceeds LIMITS.pattern, and charge
+-- the worst case to the instruction budget (a match is one C call: no hook runs inside it).
+local function check_pattern(fname, s, p, unanchored)
+  if (type_(s) ~= "string" and type_(s) ~= "number") or (type_(p) ~= "string" and type_(p) ~= "number") then
+    return -- the real function raises its own error
+  end
+  local cost = M.pattern_cost(tostring(p), #tostring(s), unanchored)
+  if cost > M.LIMITS.pattern then
+    real_error(("string.%s: pattern too complex for a subject of %d bytes (the policy sandbox allows at most %d "
+      .. "steps of backtracking; use fewer repetitions or a shorter subject)"):format(fname, #tostring(s),
+      M.LIMITS.pattern), 3)
+  end
+  charge(math.ceil(cost))
+end
+
+local SANDBOX_STRING = {}
+for k, v in pairs(string) do
+  if k ~= "dump" then SANDBOX_STRING[k] = v end
+end
+function SANDBOX_STRING.find(s, p, init, plain)
+  check_pattern("find", s, p)
+  return sfind(s, p, init, plain)
+end
+function SANDBOX_STRING.match(s, p, init)
+  check_pattern("match", s, p)
+  return smatch(s, p, init)
+end
+function SANDBOX_STRING.gmatch(s, p, init)
+  check_pattern("gmatch", s, p, true)
+  return sgmatch(s, p, init)
+end
+function SANDBOX_STRING.gsub(s, p, repl, n)
+  check_pattern("gsub", s, p)
+  return sgsub(s, p, repl, n)
+end
+
+-- setmetatable without __gc: a finalizer runs whenever the collector pleases, with hooks
+-- off, so no budget could stop it.
+local function safe_setmetatable(t, mt)
+  if type_(mt) == "table" and rawget_(mt, "__gc") ~= nil then
+    real_error("setmetatable: __gc is not available to policies (a finalizer cannot be time-limited)", 2)
+  end
+  return real_setmetatable(t, mt)
+end
+
+--- Environment variables a policy may read (`os.getenv`); anything else reads as nil, so that
+-- the credentials aap runs with (AAP_PASSWORD, AAP_TOKEN, AAP_CLIENT_SECRET, ...) stay out.
+M.ENV_READABLE = { HOME = true, USER = true, LOGNAME = true, HOSTNAME = true, LANG = true, TZ = true }
+
+local function safe_getenv(name)
+  if type_(name) == "string" and M.ENV_READABLE[name] then return os.getenv(name) end
+  return nil
+end
+
 local SAFE_GLOBALS = {
-  "assert", "error", "ipairs", "next", "pairs", "pcall", "xpcall", "select", "tonumber", "tostring",
-  "type", "rawequal", "rawget", "rawlen", "setmetatable",
+  "assert", "error", "ipairs", "next", "pairs", "select", "tonumber", "tostring",
+  "type", "rawequal", "rawget", "rawlen",
 }
 
-local function copy(t, except)
+local function copy(t)
   local c = {}
-  for k, v in pairs(t) do
-    if not (except and except[k]) then c[k] = v end
-  end
+  for k, v in pairs(t) do c[k] = v end
   return c
 end
 
@@ -223,18 +438,19 @@ end
 function M.sandbox(origin)
   local env = {}
   for _, name in ipairs(SAFE_GLOBALS) do env[name] = _G[name] end
-  env.string = copy(string, { dump = true })
+  env.pcall, env.xpcall, env.setmetatable = safe_pcall, safe_xpcall, safe_setmetatable
+  env.string = copy(SANDBOX_STRING)
   env.table = copy(table)
   env.math = copy(math)
   env.utf8 = copy(utf8)
-  env.os = { time = os.time, date = os.date, clock = os.clock, difftime = os.difftime, getenv = os.getenv }
+  env.os = { time = os.time, date = os.date, clock = os.clock, difftime = os.difftime, getenv = safe_getenv }
   env.print = function(...)
     local parts = {}
-    for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
+    for i = 1, select_("#", ...) do parts[i] = tostring((select_(i, ...))) end
     io.stderr:write(origin, ": ", table.concat(parts, "\t"), "\n")
   end
   env._G = env
-  return setmetatable(env, {
+  return real_setmetatable(env, {
     __index = function(_, k)
       error(("unknown global %q (policies run in a sandbox; see `aap.policy` for what is available)")
         :format(tostring(k)), 2)
@@ -245,9 +461,48 @@ function M.sandbox(origin)
   })
 end
 
--- Instructions a policy file may run while loading: enough for any table of settings,
--- small enough that an accidental endless loop ends with a message.
-M.LOAD_BUDGET = 10000000
+--- A value from policy code as text, without running its metamethods (a `__tostring` could
+-- loop outside every limit), and at most 500 bytes long.
+-- @param v
+-- @treturn string
+function M.describe(v)
+  local t = type_(v)
+  if t == "string" then return #v > 500 and v:sub(1, 500) .. "..." or v end
+  if t == "number" or t == "boolean" or t == "nil" then return tostring(v) end
+  return "(a " .. t .. ")"
+end
+
+--- Runs policy code under the limits (`LIMITS`): a fresh coroutine with a count hook, the Lua
+-- heap capped by the allocator, and the string methods of every string (`("").x`) pointing
+-- at the sandbox's string table while it runs. Hooks call it; `load` too.
+-- @tparam function fn policy code
+-- @tparam number seconds wall-clock limit
+-- @param ... arguments
+-- @treturn boolean true, and fn's results; or false and a message
+function M.evaluate(fn, seconds, ...)
+  if type(fn) ~= "function" or type(seconds) ~= "number" then error("policy.evaluate(fn, seconds, ...)", 2) end
+  if active then return false, "policy code cannot run while policy code runs" end
+  local os_ = aap_os()
+  local co = coroutine.create(fn)
+  local g = { used = 0, limit = M.LIMITS.instructions, seconds = seconds, deadline = os_.now() + seconds }
+  debug.sethook(co, on_count, "", STEP)
+  local smeta = getmetatable("")
+  local index = smeta.__index
+  active, smeta.__index = g, SANDBOX_STRING
+  -- whatever happens, the string methods and `active` are restored before returning
+  local called, res = real_pcall(function(...) return table.pack(os_.resume(co, M.LIMITS.memory, ...)) end, ...)
+  active, smeta.__index = nil, index
+  if not called then return false, M.describe(res) end
+  if res[1] then
+    if coroutine.status(co) ~= "dead" then return false, "the policy yielded" end
+    return table.unpack(res, 1, res.n)
+  end
+  if g.spent then return false, g.spent end
+  if res[3] then
+    return false, ("the policy used too much memory: more than %d MB"):format(M.LIMITS.memory // 1048576)
+  end
+  return false, M.describe(res[2])
+end
 
 --- Loads a policy file in the sandbox and validates it.
 -- @tparam string path the file
@@ -257,27 +512,30 @@ function M.load(path)
   if type(path) ~= "string" then error("policy.load: path must be a string", 2) end
   local f, oerr = io.open(path, "rb")
   if not f then return nil, perr("cannot read policy " .. tostring(oerr)) end
-  local source = f:read("a")
+  local source = f:read(M.LIMITS.source + 1)
   f:close()
+  source = source or ""
+  if #source > M.LIMITS.source then
+    return nil, perr(("%s: a policy file must be at most %d bytes"):format(path, M.LIMITS.source))
+  end
   local chunk, lerr = load(source, "@" .. path, "t", M.sandbox(path))
   if not chunk then return nil, perr(tostring(lerr)) end
-  local co = coroutine.create(chunk)
-  debug.sethook(co, function() error("the policy file runs too long while loading (endless loop?)", 2) end,
-    "", M.LOAD_BUDGET)
-  local ok, res = coroutine.resume(co)
+  local ok, res = M.evaluate(chunk, M.LIMITS.load_seconds)
   if not ok then
-    local msg = tostring(res)
+    local msg = res
     if not msg:find(path, 1, true) then msg = path .. ": " .. msg end
     return nil, perr(msg)
-  end
-  if coroutine.status(co) ~= "dead" then
-    return nil, perr(path .. ": the policy file yielded; it must return a table")
   end
   if type(res) ~= "table" then
     return nil, perr(("%s: the file must return a policy table (it returned %s)"):format(path,
       res == nil and "nothing" or ("a " .. type(res))))
   end
-  return M.validate(res, path, source)
+  if getmetatable(res) ~= nil then
+    return nil, perr(("%s: the policy table must be a plain table (it has a metatable)"):format(path))
+  end
+  local p, verr = M.validate(res, path, source)
+  if p then p.sandboxed = true end
+  return p, verr
 end
 
 --- A policy from a table (validated) or a file name (loaded).

@@ -92,16 +92,20 @@ local secrets = setmetatable({}, { __mode = "k" })
 -- not fields: call `rec:secret()` (and `rec:refresh_secret()`), which return nil when the
 -- value is not known (an old token whose value has left the file).
 -- @type Record
-local Record = {}
-Record.__index = Record
-Record.__name = "aap.rotate.Record"
+local RecordMethods = {}
+-- The metatable is not reachable from a record (`rec.__index` is nil): policy code cannot
+-- change the methods, or add a `__gc`, for records made later.
+local Record = { __index = RecordMethods, __name = "aap.rotate.Record" }
 Record.__tostring = function(r)
   return ("aap.rotate.Record(id=%s, %s, scope=%s)"):format(tostring(r.id), tostring(r.kind), tostring(r.scope))
 end
 --- The token's value, or nil.
-function Record:secret() return secrets[self] and secrets[self].token end
+function RecordMethods:secret() return secrets[self] and secrets[self].token end
 --- The refresh token's value, or nil.
-function Record:refresh_secret() return secrets[self] and secrets[self].refresh end
+function RecordMethods:refresh_secret() return secrets[self] and secrets[self].refresh end
+
+local RECORD_FIELDS = { "id", "kind", "scope", "application", "user", "description", "created", "expires",
+                        "last_used", "key" }
 
 local function record(tok, key, token_value, refresh_value)
   if not tok then return nil end
@@ -117,55 +121,130 @@ M.record = record
 
 -- Hooks -------------------------------------------------------------------------------------
 
-local function shquote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+--- The environment of a program started by `ctx:run`: these variables of aap's own
+-- environment, and nothing else unless the hook names it (`env = {...}`). No `AAP_*`
+-- credential reaches a hook's program by default.
+M.CHILD_ENV = { "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ", "TMPDIR",
+                "TERM" }
 
-local Ctx = {}
-Ctx.__index = Ctx
+local CtxMethods = {}
+local Ctx = { __index = CtxMethods, __name = "aap.rotate.Context" }
+local deadlines = setmetatable({}, { __mode = "k" }) -- ctx -> {at = aap.os.now() deadline, limit = seconds}
 
 --- Writes a line to stderr, prefixed with the policy's name.
-function Ctx:log(msg)
+function CtxMethods:log(msg)
   io.stderr:write(self.policy, ": ", tostring(msg), "\n")
 end
 
---- Runs a program (no shell interpretation: `argv` is a list of words), its standard output
--- sent to stderr so that aap's own output stays clean; `opts.stdin` is written to its
--- standard input (the way to hand it a secret: never put one in argv).
+local RUN_OPTS = { stdin = true, env = true, timeout = true, check = true }
+
+local function env_name(name, i)
+  if type(name) ~= "string" or not envfile.valid_key(name) then
+    error(("ctx:run: env entry %s is not a variable name"):format(tostring(i)), 3)
+  end
+  return name
+end
+
+-- "NAME=value" strings: CHILD_ENV from aap's environment, then the names the hook lists
+-- (copied from aap's environment), then the NAME = value pairs it gives.
+local function child_env(spec)
+  local vars = {}
+  for _, name in ipairs(M.CHILD_ENV) do vars[name] = os.getenv(name) end
+  if spec ~= nil and type(spec) ~= "table" then error("ctx:run: env must be a table", 3) end
+  for i, name in ipairs(spec or {}) do vars[env_name(name, i)] = os.getenv(name) end
+  for k, v in pairs(spec or {}) do
+    if type(k) ~= "number" then
+      if type(v) ~= "string" then error(("ctx:run: env.%s must be a string"):format(env_name(k, k)), 3) end
+      vars[env_name(k, k)] = v
+    end
+  end
+  local list = {}
+  for k, v in pairs(vars) do list[#list + 1] = k .. "=" .. v end
+  table.sort(list)
+  return list
+end
+
+--- Runs a program, never through a shell: `argv` is the list of words, the first found on
+-- PATH. Its standard output goes to stderr, so that aap's own output stays clean. Options, in
+-- the same table (`ctx:run{"systemctl", "reload", "app", timeout = "30s"}`) or a second one:
+-- `stdin` (a string written to its standard input: the way to hand it a secret, never argv),
+-- `env` (its environment is `aap.rotate.CHILD_ENV` from aap's; list names to pass more of
+-- aap's variables, e.g. `{"AAP_HOSTNAME"}`, and give `NAME = "value"` pairs to set others),
+-- `timeout` (a duration; at most what is left of the hook's `hook_timeout`, the default),
+-- `check` (default true: a non-zero exit raises; false: it is returned).
+-- The program and its process group are killed when the time is up, and `ctx:run` raises.
 -- @treturn boolean true when it exited 0
--- @treturn integer its exit status
-function Ctx:run(argv, opts)
+-- @treturn integer its exit status (128 + N when signal N ended it)
+function CtxMethods:run(argv, opts)
   if type(argv) ~= "table" or type(argv[1]) ~= "string" then error("ctx:run expects a list of words", 2) end
+  opts = opts or argv
+  if type(opts) ~= "table" then error("ctx:run: options must be a table", 2) end
+  for k in pairs(opts) do
+    if type(k) ~= "number" and not RUN_OPTS[k] then error(("ctx:run: unknown option %s"):format(tostring(k)), 2) end
+  end
   local words = {}
-  for i, w in ipairs(argv) do
-    if type(w) ~= "string" or w:find("%z") then error("ctx:run: word " .. i .. " is not a string", 2) end
-    words[i] = shquote(w)
+  for i = 1, #argv do
+    if type(argv[i]) ~= "string" then error("ctx:run: word " .. i .. " is not a string", 2) end
+    words[i] = argv[i]
   end
-  local cmd = table.concat(words, " ") .. " 1>&2"
-  if opts and opts.stdin then
-    local p = io.popen(cmd, "w")
-    p:write(opts.stdin)
-    local _, _, code = p:close()
-    return code == 0, code
+  if opts.stdin ~= nil and type(opts.stdin) ~= "string" then error("ctx:run: stdin must be a string", 2) end
+  local dl = deadlines[self] or { at = aap.os.now() + policy.HOOK_TIMEOUT, limit = policy.HOOK_TIMEOUT }
+  local left = dl.at - aap.os.now()
+  local limit = ("the hook's hook_timeout of %s"):format(duration.format(dl.limit))
+  if left <= 0 then error(("ctx:run: %s is spent"):format(limit), 2) end
+  local timeout = left
+  if opts.timeout ~= nil then
+    local t, terr = duration.parse(opts.timeout)
+    if not t then error("ctx:run: timeout: " .. terr, 2) end
+    if t < left then timeout, limit = math.max(t, 1), ("its timeout of %s"):format(duration.format(t)) end
   end
-  local _, _, code = os.execute(cmd)
-  return code == 0, code
+  local status, msg, code = aap.os.spawn(words, child_env(opts.env), opts.stdin, timeout)
+  if code == "timeout" then error(("ctx:run: %s ran longer than %s and was killed"):format(words[1], limit), 2) end
+  if not status then error("ctx:run: " .. msg, 2) end
+  if status ~= 0 and opts.check ~= false then
+    error(("ctx:run: %s exited with status %d"):format(words[1], status), 2)
+  end
+  return status == 0, status
+end
+
+-- A copy of what a hook is given: policy code may change its copy, never the engine's.
+local function for_hook(v)
+  if type(v) ~= "table" then return v end
+  local c = {}
+  if getmetatable(v) == Record then
+    for _, k in ipairs(RECORD_FIELDS) do c[k] = v[k] end
+    secrets[c] = secrets[v]
+    return setmetatable(c, Record)
+  end
+  for k, x in pairs(v) do c[k] = x end
+  return c
 end
 
 local function hook_ctx(o, fields)
   local c = setmetatable({ env_file = o.env_file, key = o.key, policy = o.policy.origin,
                            dry_run = o.dry_run or false, now = o.now }, Ctx)
-  for k, v in pairs(fields) do c[k] = v end
+  for k, v in pairs(fields) do c[k] = for_hook(v) end
+  deadlines[c] = { at = aap.os.now() + o.policy.hook_timeout, limit = o.policy.hook_timeout }
   return c
 end
 
--- Calls a hook; returns true, or false and the reason (a veto or an error raised in it).
+-- Calls a hook. Returns true; or false, the reason, and whether the hook failed (an error, a
+-- limit reached, a program that failed or ran too long) rather than vetoed. A policy file's
+-- hooks run under the sandbox's limits (`aap.policy.evaluate`).
 local function call_hook(o, name, fields)
   local fn = o.policy[name]
   if not fn then return true end
-  local ok, r1, r2 = pcall(fn, hook_ctx(o, fields))
-  if not ok then return false, ("%s raised an error: %s"):format(name, tostring(r1)) end
-  if r1 == false then return false, ("%s vetoed: %s"):format(name, r2 ~= nil and tostring(r2) or "no reason given") end
+  local ctx = hook_ctx(o, fields)
+  local ok, r1, r2
+  if o.policy.sandboxed then
+    ok, r1, r2 = policy.evaluate(fn, o.policy.hook_timeout, ctx)
+  else
+    ok, r1, r2 = pcall(fn, ctx)
+  end
+  if not ok then return false, ("%s failed: %s"):format(name, policy.describe(r1)), true end
+  if r1 == false then
+    return false, ("%s vetoed: %s"):format(name, r2 ~= nil and policy.describe(r2) or "no reason given")
+  end
   return true
 end
 
@@ -798,7 +877,11 @@ function M._with_session(o, opts, self_service, admin)
                       o.doc:get(o.refresh_key))
   if d.action == "keep" or o.dry_run then return result end
 
-  local ok, why = call_hook(o, "before_rotate", { old = result.old, decision = d })
+  local ok, why, failed = call_hook(o, "before_rotate", { old = result.old, decision = d })
+  if failed then
+    -- not a veto: nothing was changed, but the rotation the policy asked for did not happen
+    return report_error(o, err("policy", why), { old = result.old })
+  end
   if not ok then
     result.decision, result.vetoed = "vetoed", why
     return result
