@@ -551,7 +551,8 @@ end
 local function current_token(o)
   local value = o.doc:get(o.key)
   local rec = o.st.keys[o.key]
-  local id, how = workflow.prove_id(o.conn_for_identify, value, rec)
+  local id, how, used = workflow.prove_id(o.conn_for_identify, value, rec)
+  if used then return used end   -- identified by use: its metadata came with the proof
   if not id then
     local e = how
     if e and e.code == "auth" then

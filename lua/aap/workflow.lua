@@ -92,11 +92,11 @@ function M.identify(conn, token_value)
   if not me then s:close() return nil, merr end
   local before, berr = last_used_by_id(s, me.id)
   if not before then s:close() return nil, berr end
-  local moved, toks = {}, nil
+  local moved, toks
   for _ = 1, M.IDENTIFY_TRIES do
-    local after, atoks = last_used_by_id(s, me.id)
-    if not after then s:close() return nil, atoks end
-    toks = atoks
+    local after
+    after, toks = last_used_by_id(s, me.id)
+    if not after then s:close() return nil, toks end
     moved = {}
     for id, lu in pairs(after) do
       if lu and lu ~= before[id] then moved[#moved + 1] = id end
@@ -105,7 +105,7 @@ function M.identify(conn, token_value)
     before = after
   end
   s:close()
-  if #moved == 1 then return toks and toks[moved[1]] or nil end
+  if #moved == 1 then return toks[moved[1]] end
   if #moved == 0 then
     return nil, local_error("not_found", "cannot tell which token this is: using it did not change the "
       .. "last_used of any token of user id=" .. tostring(me.id))

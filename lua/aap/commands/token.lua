@@ -250,16 +250,17 @@ local function refresh(args, ctx)
   end
   local fmt = args.format or (args.show_token and "env") or nil
   if fmt then M.print_format(ctx, fmt, values, tok) end
+  local code = 0
   if not found and verr.code ~= "auth" then
     -- It works but cannot be told apart from the user's other tokens in use: saved, no id.
     ctx:warn("the refreshed token was saved and works, but its id is unknown (" .. M.message(verr) .. ")")
-    found = true
   elseif not found then
     ctx:warn("the refreshed token was saved but did not pass the check: " .. M.message(verr))
+    code = require("aap.cli").exit_code(verr)
   end
   ctx:info(M.summary("refreshed", tok, path))
   lock:unlock()
-  return found and 0 or require("aap.cli").exit_code(verr)
+  return code
 end
 
 -- A cell as text a terminal shows as it is: control characters (an ANSI escape, a newline
