@@ -14,7 +14,7 @@ local M = {}
 --- Fault kinds and the parameters each takes.
 M.KINDS = {
   ["404"] = {}, ["500"] = {}, ["502"] = {}, ["503"] = {}, ["504"] = {}, ["429"] = { retry_after = "number" },
-  delay = { delay_ms = "number" }, close = {}, malformed_json = {}, huge_body = { size = "number" },
+  delay = { delay_ms = "number" }, close = {}, drop = {}, malformed_json = {}, huge_body = { size = "number" },
   redirect = { location = "string", status = "number" }, reset = {},
 }
 

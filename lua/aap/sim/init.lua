@@ -98,12 +98,15 @@ function M.new(opts)
     if f and f.kind == "delay" then
       server.sleep((f.delay_ms or 1000) / 1000)
     end
-    if f and f.kind ~= "delay" and f.kind ~= "close" then
+    if f and f.kind ~= "delay" and f.kind ~= "close" and f.kind ~= "drop" then
       resp = fault_response(f)
       ctx = gateway.context(store, req)
     else
       resp, ctx = gateway.handle(store, req)
       if f and f.kind == "close" then resp.truncate = true end
+      -- drop: the request took effect, the connection closes before a byte of the answer
+      -- (what a client sees when a kept-alive connection dies under a request in flight)
+      if f and f.kind == "drop" then resp.drop = true end
     end
     sim.seq = sim.seq + 1
     local entry = {

@@ -277,11 +277,16 @@ local function head_bytes(resp, body_len, close, http10, now)
   return concat(out)
 end
 
---- Write a response. Handles HEAD, the `truncate` (half body then close), `reset` and
+--- Write a response. Handles HEAD, the `truncate` (half body then close), `drop` (close
+-- without a byte), `reset` and
 -- `stream` ({chunk=, total=}) behaviours used by the fault kinds.
 local function write_response(conn, req, resp, close)
   if resp.reset then
     conn:reset()
+    return false
+  end
+  if resp.drop then
+    conn:close(false)
     return false
   end
   local body = resp.body or ""
