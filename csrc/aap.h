@@ -35,6 +35,7 @@
 #define AAP_SESSION_MT "aap.Session"
 #define AAP_TOKEN_MT   "aap.Token"
 #define AAP_ERROR_MT   "aap.Error"
+#define AAP_SHARE_KEY  "aap.share"
 
 /* session.c and friends: libcurl sessions and the gateway calls. */
 void aap_open_session(lua_State *L);
@@ -101,6 +102,10 @@ typedef struct aap_xfer {
     int too_large;             /* a callback refused more data */
     int page;                  /* paging.c: which page this transfer holds */
     int done;
+    int watch_resend;          /* a POST/PATCH on a connection that may be reused */
+    int rewound;               /* libcurl rewound its body: it sent it again */
+    const char *up;            /* a watched request's body, read by read_cb */
+    size_t up_len, up_off;
     CURLcode result;
     long status;
     const char *refused;       /* an error code when aap refused to go on ("redirect",
@@ -108,6 +113,17 @@ typedef struct aap_xfer {
     struct curl_slist *hdrs;
     char errbuf[CURL_ERROR_SIZE];
 } aap_xfer;
+
+/* One per Lua state (in the registry, created by aap_open_session): libcurl's
+ * connection cache, TLS session cache and DNS cache, shared by every session
+ * of the state, so that the sessions one command opens (the admin's, a new
+ * token's Bearer check, a refresh) ride one TCP+TLS connection. libcurl reuses
+ * a connection only for the same host, port and TLS settings (verification,
+ * CA file), and Basic and Bearer credentials are per request, never per
+ * connection. Finalized after every session (it is created first). */
+typedef struct aap_share {
+    CURLSH *sh;
+} aap_share;
 
 typedef struct aap_session {
     int closed;
@@ -127,6 +143,9 @@ typedef struct aap_session {
     double backoff;
     size_t max_body, max_head;
     lua_Integer n_requests, n_connects, n_retries;
+    lua_Integer n_maybe_resent; /* POST/PATCH that libcurl may have sent twice */
+    aap_share *share;           /* the state's (kept alive by the user value) */
+    char *alt_url, *alt_path;   /* a request re-aimed at the controller API */
     uint64_t rng;
     aap_buf form;               /* form bodies (may hold secrets) */
     struct aap_page *pages;     /* paging.c: bodies of concurrently fetched pages */
@@ -143,6 +162,9 @@ typedef struct aap_req {
     int auth;                  /* AAP_AUTH_* */
     const char *client_user, *client_pass; /* AAP_AUTH_CLIENT, URL-encoded */
     int secret_body;           /* the body holds secrets (OAuth forms) */
+    int resend_safe;           /* a POST/PATCH the caller can tell apart when
+                                * libcurl sends it twice (a create marker): it
+                                * may go on a kept-alive connection */
 } aap_req;
 
 typedef struct aap_page {
@@ -232,13 +254,25 @@ void aap_push_id_path(lua_State *L, const char *what, lua_Integer id); /* "what/
 const char *aap_list_path(lua_State *L, int fidx, const char *def);
 
 aap_session *aap_check_session(lua_State *L, int idx); /* raises when closed */
-/* Detects the flavor when still unknown; 0, or pushes nil, err and returns 2. */
-int aap_need_flavor(lua_State *L, aap_session *S);
+/* Detects the flavor when still unknown (probes ping/ and friends); 0, or
+ * pushes nil, err and returns 2. Only s:flavor() needs this: calls learn the
+ * flavor from their own answer (aap_http_call). */
+int aap_detect_flavor(lua_State *L, aap_session *S);
+/* aap_http_run for a request built with the session's API prefix. While the
+ * flavor is unknown the request goes to the gateway's routes: an answer there
+ * (not a 404, and JSON or empty) settles it as a gateway; a 404 or an answer
+ * that is not JSON runs the detection, and on a controller the request is sent
+ * again to the controller's route (a 404 did nothing, so even a POST may be).
+ * 0: an answer in x; -1: a transport failure in x; 2: nil, err pushed. */
+int aap_http_call(lua_State *L, aap_session *S, aap_xfer *x, aap_req *r);
 /* Sends method path (API-relative; query from the table at qidx, 0: none;
  * JSON body from the value at jidx, 0: none) and pushes the decoded body of a
  * 2xx answer (true when empty), or nil, err. Returns the number pushed. */
 int aap_call_json(lua_State *L, aap_session *S, const char *method, const char *path,
                   int qidx, int jidx);
+/* The same for a POST/PATCH whose body carries a create marker (resend_safe). */
+int aap_call_json_marked(lua_State *L, aap_session *S, const char *method, const char *path,
+                         int qidx, int jidx);
 /* Pushes nil, err for a 2xx body that is not what was expected. */
 int aap_bad_response(lua_State *L, const aap_xfer *x, const aap_req *r, const char *what);
 

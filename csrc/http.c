@@ -76,6 +76,11 @@ int aap_xfers_reserve(aap_session *S, int n)
     for (int i = S->nxfers; i < n; i++) {
         nx[i].easy = curl_easy_init();
         nx[i].done = 1;
+        /* The state's connection cache (curl_easy_reset keeps it). */
+        if (nx[i].easy && S->share && curl_easy_setopt(nx[i].easy, CURLOPT_SHARE, S->share->sh) != CURLE_OK) {
+            curl_easy_cleanup(nx[i].easy);
+            nx[i].easy = NULL;
+        }
         if (!nx[i].easy) {
             for (int j = S->nxfers; j < i; j++)
                 curl_easy_cleanup(nx[j].easy);
@@ -125,6 +130,29 @@ static int idempotent(const char *m)
            !strcmp(m, "PUT") || !strcmp(m, "OPTIONS");
 }
 
+static size_t read_cb(char *buf, size_t size, size_t nitems, void *ud)
+{
+    aap_xfer *x = ud;
+    size_t n = size * nitems, left = x->up_len - x->up_off;
+    if (n > left)
+        n = left;
+    memcpy(buf, x->up + x->up_off, n);
+    x->up_off += n;
+    return n;
+}
+
+/* libcurl rewinds a body only to send it again (a dead reused connection, or
+ * a redirect or auth round, which aap never lets happen): counted. */
+static int seek_cb(void *ud, curl_off_t offset, int origin)
+{
+    aap_xfer *x = ud;
+    if (origin != SEEK_SET || offset < 0 || (size_t)offset > x->up_len)
+        return CURL_SEEKFUNC_CANTSEEK;
+    x->up_off = (size_t)offset;
+    x->rewound = 1;
+    return CURL_SEEKFUNC_OK;
+}
+
 static CURLcode setup(aap_session *S, aap_xfer *x, const aap_req *r, long timeout_ms)
 {
     CURL *e = x->easy;
@@ -165,10 +193,22 @@ static CURLcode setup(aap_session *S, aap_xfer *x, const aap_req *r, long timeou
 
     /* libcurl silently re-sends a request whose reused connection turns out
      * dead before any answer byte - the server may have acted on it already.
-     * A POST or PATCH (a token created, a refresh token spent) therefore
-     * always goes on a fresh connection, where libcurl never does that. */
-    if (!idempotent(r->method))
-        SET(CURLOPT_FRESH_CONNECT, 1L);
+     * A POST or PATCH (a refresh token spent) therefore goes on a fresh
+     * connection, where libcurl never does that - unless the caller can tell
+     * a second copy apart (resend_safe: a create whose description holds a
+     * random marker). Such a request rides the kept-alive connection with its
+     * body behind a read callback: a resend has to rewind it (seek_cb), which
+     * is counted in n_maybe_resent, and the caller then deletes any other
+     * token with its marker. The handshake is paid only when it must be. */
+    x->watch_resend = 0;
+    x->rewound = 0;
+    x->up = NULL;
+    if (!idempotent(r->method)) {
+        if (r->resend_safe)
+            x->watch_resend = 1;
+        else
+            SET(CURLOPT_FRESH_CONNECT, 1L);
+    }
 
     const char *m = r->method;
     if (strcmp(m, "GET") == 0) {
@@ -178,7 +218,17 @@ static CURLcode setup(aap_session *S, aap_xfer *x, const aap_req *r, long timeou
     } else {
         if (strcmp(m, "POST") != 0)
             SET(CURLOPT_CUSTOMREQUEST, m);
-        if (r->body || strcmp(m, "POST") == 0) {
+        if (x->watch_resend) {
+            x->up = r->body ? r->body : "";
+            x->up_len = r->body ? r->body_len : 0;
+            x->up_off = 0;
+            SET(CURLOPT_POST, 1L);
+            SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->up_len);
+            SET(CURLOPT_READFUNCTION, read_cb);
+            SET(CURLOPT_READDATA, (void *)x);
+            SET(CURLOPT_SEEKFUNCTION, seek_cb);
+            SET(CURLOPT_SEEKDATA, (void *)x);
+        } else if (r->body || strcmp(m, "POST") == 0) {
             SET(CURLOPT_POSTFIELDS, r->body ? r->body : "");
             SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(r->body ? r->body_len : 0));
         }
@@ -226,6 +276,8 @@ static void finish(aap_session *S, aap_xfer *x, CURLcode res)
     x->done = 1;
     S->n_requests++;
     S->n_connects += conns;
+    if (x->watch_resend && x->rewound)
+        S->n_maybe_resent++;
 }
 
 /* Called when x is done; returns 1 when it set x up again for another transfer. */
@@ -488,7 +540,7 @@ static int many_next(aap_session *S, aap_xfer *x, void *ud)
 
 void aap_http_fetch_many(aap_session *S, const char *const *urls, aap_page *pages, int n)
 {
-    struct many m = { urls, pages, n, 0, { "GET", NULL, NULL, NULL, 0, NULL, AAP_AUTH_SESSION, NULL, NULL, 0 } };
+    struct many m = { urls, pages, n, 0, { "GET", NULL, NULL, NULL, 0, NULL, AAP_AUTH_SESSION, NULL, NULL, 0, 0 } };
     for (int i = 0; i < n; i++) {
         pages[i].result = CURLE_FAILED_INIT;   /* until fetched */
         pages[i].status = 0;

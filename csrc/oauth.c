@@ -49,15 +49,11 @@ static int oauth_post(lua_State *L, aap_session *S, const char *what, const char
                         : "refusing to send a token over plain http:// to a host that is not loopback "
                           "(use https://, or allow_plain_http = true)", "POST", lua_tostring(L, -1));
     }
-    int n = aap_need_flavor(L, S);
-    if (n) {
-        aap_buf_clear(&S->form);
-        return n;
-    }
+    int n;
     lua_pushfstring(L, "%s%s", aap_oauth_prefix(S), what);
     lua_pushfstring(L, "%s%s", S->base, lua_tostring(L, -1));
     aap_req r = { "POST", lua_tostring(L, -1), lua_tostring(L, -2), S->form.data ? S->form.data : "",
-                  S->form.len, "application/x-www-form-urlencoded", AAP_AUTH_NONE, NULL, NULL, 1 };
+                  S->form.len, "application/x-www-form-urlencoded", AAP_AUTH_NONE, NULL, NULL, 1, 0 };
     struct client c = { NULL, NULL };
     if (client_secret) {
         /* Basic with both parts URL-encoded: DOT URL-decodes them. */
@@ -73,9 +69,11 @@ static int oauth_post(lua_State *L, aap_session *S, const char *what, const char
         r.client_pass = c.pass;
     }
     aap_xfer *x = &S->xfers[0];
-    int rc = aap_http_run(S, x, &r);
+    int rc = aap_http_call(L, S, x, &r);
     client_free(&c);
     aap_buf_clear(&S->form);
+    if (rc == 2)
+        return 2;
     if (rc != 0)
         return aap_push_transport_error(L, x, &r);
     if (x->status < 200 || x->status > 299) {

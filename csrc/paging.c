@@ -88,10 +88,12 @@ static int fetch_page(lua_State *L, aap_session *S, int uidx)
     const char *path = url + strlen(S->origin);
     const char *q = strchr(path, '?');
     lua_pushlstring(L, path, q ? (size_t)(q - path) : strlen(path));
-    aap_req r = { "GET", url, lua_tostring(L, -1), NULL, 0, NULL, AAP_AUTH_SESSION, NULL, NULL, 0 };
+    aap_req r = { "GET", url, lua_tostring(L, -1), NULL, 0, NULL, AAP_AUTH_SESSION, NULL, NULL, 0, 0 };
     aap_xfer *x = &S->xfers[0];
-    if (aap_http_run(S, x, &r) != 0) {
-        aap_push_transport_error(L, x, &r);
+    int rc = aap_http_call(L, S, x, &r);
+    if (rc != 0) {
+        if (rc != 2)
+            aap_push_transport_error(L, x, &r);
         lua_remove(L, -3);
         return 2;
     }
@@ -198,16 +200,13 @@ int aap_list_all(lua_State *L, aap_session *S, const char *path, int qidx,
 {
     if (qidx)
         qidx = lua_absindex(L, qidx);
-    int n = aap_need_flavor(L, S);
-    if (n)
-        return n;
     lua_newtable(L);
     int out = lua_gettop(L);
     lua_newtable(L);
     int seen = out + 1;
     aap_push_url(L, S, path, qidx, "path");
     lua_remove(L, -2);                      /* the url only */
-    n = fetch_page(L, S, -1);
+    int n = fetch_page(L, S, -1);
     if (n == 2)
         return 2;
     int page = lua_gettop(L);
@@ -320,16 +319,9 @@ int aap_list_iter(lua_State *L, aap_session *S, int sidx, const char *path, int 
     lua_pushvalue(L, sidx);                  /* 1 session */
     lua_newtable(L);                         /* 2 page */
     lua_pushinteger(L, 1);                   /* 3 position */
-    int n = aap_need_flavor(L, S);
-    if (n) {
-        lua_remove(L, -2);                   /* the nil */
-        lua_pushnil(L);                      /* 4 next */
-        lua_insert(L, -2);                   /* 5 error */
-    } else {
-        aap_push_url(L, S, path, qidx, "path");
-        lua_remove(L, -2);                   /* 4 first url */
-        lua_pushnil(L);                      /* 5 no error */
-    }
+    aap_push_url(L, S, path, qidx, "path");
+    lua_remove(L, -2);                       /* 4 first url */
+    lua_pushnil(L);                          /* 5 no error */
     lua_newtable(L);                         /* 6 seen */
     lua_pushcclosure(L, iter_step, 6);
     return 1;

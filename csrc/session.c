@@ -47,7 +47,10 @@ static void session_release(aap_session *S)
     free(S->origin);
     free(S->ca_file);
     free(S->user_agent);
+    free(S->alt_url);
+    free(S->alt_path);
     S->username = S->base = S->origin = S->ca_file = S->user_agent = NULL;
+    S->alt_url = S->alt_path = NULL;
 }
 
 static int session_close(lua_State *L)
@@ -240,9 +243,13 @@ static int l_connect(lua_State *L)
         return luaL_error(L, "aap.connect: option 'flavor' must be \"auto\", \"gateway\" or \"controller\"");
 
     /* The owner exists, with its metatable, before any resource is taken. */
-    aap_session *S = lua_newuserdatauv(L, sizeof *S, 0);
+    aap_session *S = lua_newuserdatauv(L, sizeof *S, 1);
     memset(S, 0, sizeof *S);
     luaL_setmetatable(L, AAP_SESSION_MT);
+    /* The state's shared caches, kept alive by the session's user value. */
+    if (lua_getfield(L, LUA_REGISTRYINDEX, AAP_SHARE_KEY) == LUA_TUSERDATA)
+        S->share = lua_touserdata(L, -1);
+    lua_setiuservalue(L, -2, 1);
 
     int is_http = 0, loopback = 0;
     set_base(L, S, url, &is_http, &loopback);
@@ -296,7 +303,10 @@ int aap_bad_response(lua_State *L, const aap_xfer *x, const aap_req *r, const ch
 static int send_json(lua_State *L, aap_session *S, aap_req *r)
 {
     aap_xfer *x = &S->xfers[0];
-    if (aap_http_run(S, x, r) != 0)
+    int rc = aap_http_call(L, S, x, r);
+    if (rc == 2)
+        return 2;
+    if (rc != 0)
         return aap_push_transport_error(L, x, r);
     if (x->status < 200 || x->status > 299)
         return aap_push_response_error(L, S, x, r, NULL);
@@ -311,25 +321,34 @@ static int send_json(lua_State *L, aap_session *S, aap_req *r)
     return 1;
 }
 
-int aap_call_json(lua_State *L, aap_session *S, const char *method, const char *path,
-                  int qidx, int jidx)
+static int call_json(lua_State *L, aap_session *S, const char *method, const char *path,
+                     int qidx, int jidx, int resend_safe)
 {
     if (qidx)
         qidx = lua_absindex(L, qidx);
     if (jidx)
         jidx = lua_absindex(L, jidx);
-    int n = aap_need_flavor(L, S);
-    if (n)
-        return n;
     aap_push_url(L, S, path, qidx, NULL);
     aap_req r = { method, lua_tostring(L, -1), lua_tostring(L, -2), NULL, 0, NULL,
-                  AAP_AUTH_SESSION, NULL, NULL, 0 };
+                  AAP_AUTH_SESSION, NULL, NULL, 0, resend_safe };
     if (jidx) {
         aap_json_encode(L, jidx);
         r.body = lua_tolstring(L, -1, &r.body_len);
         r.content_type = "application/json";
     }
     return send_json(L, S, &r);
+}
+
+int aap_call_json(lua_State *L, aap_session *S, const char *method, const char *path,
+                  int qidx, int jidx)
+{
+    return call_json(L, S, method, path, qidx, jidx, 0);
+}
+
+int aap_call_json_marked(lua_State *L, aap_session *S, const char *method, const char *path,
+                         int qidx, int jidx)
+{
+    return call_json(L, S, method, path, qidx, jidx, 1);
 }
 
 /* GET an absolute path for detection: pushes the decoded body (or nil) and
@@ -339,7 +358,7 @@ static long probe(lua_State *L, aap_session *S, const char *path)
     lua_pushstring(L, path);
     lua_pushfstring(L, "%s%s", S->base, path);
     aap_req r = { "GET", lua_tostring(L, -1), lua_tostring(L, -2), NULL, 0, NULL,
-                  AAP_AUTH_SESSION, NULL, NULL, 0 };
+                  AAP_AUTH_SESSION, NULL, NULL, 0, 0 };
     aap_xfer *x = &S->xfers[0];
     if (aap_http_run(S, x, &r) != 0) {
         aap_push_transport_error(L, x, &r);
@@ -396,7 +415,7 @@ static int detection_failed(lua_State *L, aap_session *S, const char *const *pat
     return 2;
 }
 
-int aap_need_flavor(lua_State *L, aap_session *S)
+int aap_detect_flavor(lua_State *L, aap_session *S)
 {
     static const char *const paths[] = { "/api/gateway/v1/ping/", "/api/v2/ping/", "/api/",
                                          "/api/gateway/v1/me/" };
@@ -452,6 +471,87 @@ int aap_need_flavor(lua_State *L, aap_session *S)
     return 0;
 }
 
+/* r's URL (built with the gateway's prefix) aimed at the controller's route
+ * instead: S->alt_url and S->alt_path, which r then points to. 0, or -1 when r
+ * is not a gateway URL of this session (or no memory). */
+static int reaim(aap_session *S, aap_req *r)
+{
+    static const char *const from[] = { "/api/gateway/v1/", "/o/" };
+    static const char *const to[] = { "/api/v2/", "/api/o/" };
+    size_t bl = strlen(S->base), ol = strlen(S->origin);
+    if (strncmp(r->url, S->base, bl) != 0)
+        return -1;
+    const char *rest = r->url + bl;
+    for (int i = 0; i < 2; i++) {
+        size_t fl = strlen(from[i]);
+        if (strncmp(rest, from[i], fl) != 0)
+            continue;
+        size_t n = bl + strlen(to[i]) + strlen(rest + fl) + 1;
+        char *url = malloc(n);
+        if (!url)
+            return -1;
+        snprintf(url, n, "%s%s%s", S->base, to[i], rest + fl);
+        const char *p = url + ol;
+        size_t pl = strcspn(p, "?");
+        char *path = malloc(pl + 1);
+        if (!path) {
+            free(url);
+            return -1;
+        }
+        memcpy(path, p, pl);
+        path[pl] = '\0';
+        free(S->alt_url);
+        free(S->alt_path);
+        S->alt_url = url;
+        S->alt_path = path;
+        r->url = url;
+        r->path = path;
+        return 0;
+    }
+    return -1;
+}
+
+/* Whether an answer's body reads as JSON (or is empty): its first byte. */
+static int looks_json(const aap_xfer *x)
+{
+    for (size_t i = 0; i < x->body.len; i++) {
+        char c = x->body.data[i];
+        if (c != ' ' && c != '\t' && c != '\r' && c != '\n')
+            return c == '{' || c == '[';
+    }
+    return 1;
+}
+
+int aap_http_call(lua_State *L, aap_session *S, aap_xfer *x, aap_req *r)
+{
+    int rc = aap_http_run(S, x, r);
+    if (S->flavor != AAP_FLAVOR_UNKNOWN || rc != 0)
+        return rc;
+    if (x->status != 404 && looks_json(x)) {
+        S->flavor = AAP_FLAVOR_GATEWAY;    /* the gateway's route answered */
+        return 0;
+    }
+    /* A 404 or a page that is not the API's: which API is this? The answer
+     * is kept aside while the probes use the handle. */
+    aap_buf body = x->body, head = x->head;
+    long status = x->status;
+    memset(&x->body, 0, sizeof x->body);
+    memset(&x->head, 0, sizeof x->head);
+    int n = aap_detect_flavor(L, S);
+    aap_buf_free(&x->body);
+    aap_buf_free(&x->head);
+    x->body = body;
+    x->head = head;
+    x->status = status;
+    x->result = CURLE_OK;
+    x->refused = NULL;
+    if (n)
+        return 2;
+    if (S->flavor == AAP_FLAVOR_CONTROLLER && status == 404 && reaim(S, r) == 0)
+        return aap_http_run(S, x, r);      /* the 404 did nothing: send it where it goes */
+    return 0;
+}
+
 /* Raises on keys of the table at idx that are not in `allowed`. */
 void aap_check_keys(lua_State *L, int idx, const char *fn, const char *const *allowed)
 {
@@ -497,7 +597,7 @@ void aap_push_id_path(lua_State *L, const char *what, lua_Integer id)
 static int s_flavor(lua_State *L)
 {
     aap_session *S = aap_check_session(L, 1);
-    int n = aap_need_flavor(L, S);
+    int n = aap_detect_flavor(L, S);
     if (n)
         return n;
     lua_pushstring(L, S->flavor == AAP_FLAVOR_CONTROLLER ? "controller" : "gateway");
@@ -585,12 +685,9 @@ static int s_request(lua_State *L)
         return aap_fail(L, "insecure", 0, "refusing to send a form (OAuth: tokens, client secrets) over "
                         "plain http:// to a host that is not loopback (use https://, or allow_plain_http = true)",
                         METHODS[mi], path);
-    int n = aap_need_flavor(L, S);
-    if (n)
-        return n;
     aap_push_url(L, S, path, query, NULL);                  /* 8 path, 9 url */
     aap_req r = { METHODS[mi], lua_tostring(L, 9), lua_tostring(L, 8), NULL, 0, NULL,
-                  AAP_AUTH_SESSION, NULL, NULL, 0 };
+                  AAP_AUTH_SESSION, NULL, NULL, 0, 0 };
     aap_buf_clear(&S->form);
     if (json) {
         aap_json_encode(L, json);
@@ -617,8 +714,10 @@ static int s_request(lua_State *L)
         r.secret_body = 1;       /* forms are OAuth's: grants, tokens, client secrets */
     }
     aap_xfer *x = &S->xfers[0];
-    int rc = aap_http_run(S, x, &r);
+    int rc = aap_http_call(L, S, x, &r);
     aap_buf_clear(&S->form);
+    if (rc == 2)
+        return 2;
     if (rc != 0)
         return aap_push_transport_error(L, x, &r);
     lua_pushinteger(L, x->status);
@@ -635,7 +734,9 @@ static int s_request(lua_State *L)
 static int s_stats(lua_State *L)
 {
     aap_session *S = aap_check_session(L, 1);
-    lua_createtable(L, 0, 3);
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, S->n_maybe_resent);
+    lua_setfield(L, -2, "maybe_resent");
     lua_pushinteger(L, S->n_requests);
     lua_setfield(L, -2, "requests");
     lua_pushinteger(L, S->n_connects);
@@ -663,6 +764,49 @@ static const luaL_Reg session_meta[] = {
     { NULL, NULL }
 };
 
+static int share_gc(lua_State *L)
+{
+    aap_share *sh = lua_touserdata(L, 1);
+    /* Every session is finalized before (they were created after it); should
+     * one still hold a handle, the share is left to the process's end. */
+    if (sh->sh && curl_share_cleanup(sh->sh) == CURLSHE_OK)
+        sh->sh = NULL;
+    return 0;
+}
+
+/* One share per Lua state, in the registry; a second require finds it. */
+static void open_share(lua_State *L)
+{
+    if (lua_getfield(L, LUA_REGISTRYINDEX, AAP_SHARE_KEY) == LUA_TUSERDATA) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_pop(L, 1);
+    aap_share *sh = lua_newuserdatauv(L, sizeof *sh, 0);
+    memset(sh, 0, sizeof *sh);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, share_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    sh->sh = curl_share_init();
+    if (sh->sh) {
+        CURLSHcode rc = curl_share_setopt(sh->sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+        if (rc == CURLSHE_OK)
+            rc = curl_share_setopt(sh->sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+        if (rc == CURLSHE_OK)
+            rc = curl_share_setopt(sh->sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+        if (rc != CURLSHE_OK) {
+            curl_share_cleanup(sh->sh);
+            sh->sh = NULL;
+        }
+    }
+    if (!sh->sh) {
+        lua_pop(L, 1);                   /* no sharing: each session on its own */
+        return;
+    }
+    lua_setfield(L, LUA_REGISTRYINDEX, AAP_SHARE_KEY);
+}
+
 void aap_open_session(lua_State *L)
 {
     static int curl_ready = 0;
@@ -671,6 +815,7 @@ void aap_open_session(lua_State *L)
             luaL_error(L, "aap: curl_global_init failed");
         curl_ready = 1;
     }
+    open_share(L);
     aap_open_json(L);
     aap_open_errors(L);
     aap_open_tokens(L);

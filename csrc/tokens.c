@@ -199,7 +199,7 @@ static int l_parse_token(lua_State *L)
 static int s_create_token(lua_State *L)
 {
     aap_session *S = aap_check_session(L, 1);
-    static const char *const keys[] = { "application", "description", "scope", NULL };
+    static const char *const keys[] = { "application", "description", "scope", "resend_safe", NULL };
     if (lua_isnoneornil(L, 2)) {
         lua_settop(L, 1);
         lua_newtable(L);
@@ -221,7 +221,13 @@ static int s_create_token(lua_State *L)
         lua_setfield(L, 3, "description");
     }
     lua_pop(L, 1);
-    int n = aap_call_json(L, S, "POST", "tokens/", 0, 3);
+    /* resend_safe: the description holds a marker the caller sweeps by when
+     * s:stats().maybe_resent grows; the POST may then reuse the connection. */
+    lua_getfield(L, 2, "resend_safe");
+    int marked = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    int n = marked ? aap_call_json_marked(L, S, "POST", "tokens/", 0, 3)
+                   : aap_call_json(L, S, "POST", "tokens/", 0, 3);
     if (n != 1)
         return n;
     aap_make_token(L);

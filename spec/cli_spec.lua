@@ -258,6 +258,43 @@ describe("aap command", function()
       no_secret(r, v.AAP_TOKEN, v.REFRESH_TOKEN)
     end)
 
+    it("makes one connection and no request it does not need for an application token", function()
+      local path = helper.tmpdir() .. "/.env"
+      sim:clear_log()
+      local r = aap({ "token", "create", "--application", "RHDH Integration", "--env-file", path })
+      assert.equal(0, r.code, r.stderr)
+      local seen, conns, lines = {}, 0, {}
+      for _, e in ipairs(sim:log()) do
+        if not seen[e.conn] then seen[e.conn] = true; conns = conns + 1 end
+        lines[#lines + 1] = e.method .. " " .. e.path:gsub("%?.*", "") .. " " .. e.auth
+      end
+      -- the application by name, the create (on the kept-alive connection), the Bearer check
+      assert.same({ "GET /api/gateway/v1/applications/ basic", "POST /api/gateway/v1/tokens/ basic",
+                    "GET /api/gateway/v1/me/ bearer" }, lines)
+      assert.equal(1, conns)
+    end)
+
+    it("sweeps the second copy of a create the connection dropped and libcurl sent again", function()
+      local path = helper.tmpdir() .. "/.env"
+      sim:fault({ kind = "drop", count = 1, method = "POST", path = "/api/gateway/v1/tokens/" })
+      local r = aap({ "token", "create", "--application", "RHDH Integration", "--env-file", path })
+      assert.equal(0, r.code, r.stderr)
+      local v = helper.source_env(path, { "AAP_TOKEN" })
+      local posts, left = 0, 0
+      for _, e in ipairs(sim:log()) do
+        if e.method == "POST" and e.path == "/api/gateway/v1/tokens/" and e.status == 201 then posts = posts + 1 end
+      end
+      assert.equal(2, posts)
+      local id = assert(sim:token_id(v.AAP_TOKEN))
+      local _, mine = sim:token_ids(function(t) return t.id == id end)
+      local marker = assert(mine[1].description:match("(%S+)$"))
+      for _, t in ipairs(select(2, sim:token_ids())) do
+        if (t.description or ""):find(marker, 1, true) then left = left + 1 end
+      end
+      assert.equal(1, left)
+      assert.equal(200, bearer_status(v.AAP_TOKEN))
+    end)
+
     it("renames keys with --key and --refresh-key", function()
       local dir = helper.tmpdir()
       local path = dir .. "/.env"

@@ -49,6 +49,18 @@ for _, flavor in ipairs({ "gateway", "controller" }) do
       assert.equals(flavor == "gateway" and 1 or 2, pings)
     end)
 
+    it("learns the flavor from the first real call, asking nothing more of a gateway", function()
+      assert.truthy(s:me())
+      local log = paths_of(sim:log())
+      assert.equals("GET /api/gateway/v1/me/", log[1])
+      assert.equals("GET " .. api .. "me/", log[#log])
+      if flavor == "gateway" then assert.equals(1, #log) end
+      local n = #log
+      assert.equals(flavor, s:flavor())
+      assert.truthy(s:me())
+      assert.equals(n + 1, #sim:log())
+    end)
+
     it("skips detection when the flavor is given", function()
       local t = admin({ flavor = flavor })
       assert.truthy(t:me())

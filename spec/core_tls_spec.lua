@@ -66,7 +66,7 @@ describe("TLS", function()
   it("keeps one TLS connection alive across calls", function()
     local s = connect(good.url, { ca_file = certs.ca, flavor = "gateway" })
     for _ = 1, 5 do assert(s:me()) end
-    assert.equals(1, s:stats().connects)
+    assert.is_true(s:stats().connects <= 1)   -- 0 when an earlier session's connection was kept
     s:close()
   end)
 end)

@@ -25,6 +25,7 @@ local function session(answer)
     return true
   end
   function s.flavor() return "gateway" end
+  function s.stats() return { maybe_resent = 0 } end
   return s
 end
 

@@ -607,8 +607,9 @@ local function recreate(o, old)
   fault("intent")
   local desc = description_for(o, old)
   desc = desc:sub(1, 200 - #marker - 1) .. " " .. marker
-  local new, cerr = s:create_token({ application = kind == "application" and application or nil,
-                                     description = desc, scope = p.scope or (old and old.scope) or nil })
+  local new, cerr, warning = workflow.create_marked(s, { application = kind == "application" and application or nil,
+    description = desc, scope = p.scope or (old and old.scope) or nil }, marker)
+  if warning then o.warn(warning) end
   local function undo(why, new_id)
     local deleted = new_id and delete(s, new_id)
     -- Without an id, a create that failed without a clear answer may still have made a token.

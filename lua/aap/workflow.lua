@@ -164,13 +164,35 @@ end
 local CERTAINLY_NOT_CREATED = { auth = true, forbidden = true, invalid = true, not_found = true,
   expired = true, ambiguous = true, insecure = true, tls = true, redirect = true }
 
+--- `s:create_token(fields)` for a token whose description holds `marker`: the POST rides the
+-- kept-alive connection (no new TCP+TLS handshake), and should libcurl have had to send it
+-- again on a new connection (the kept one died under it, so the gateway may have made a token
+-- from the first copy, whose answer was lost), every other token with the marker is deleted.
+-- @treturn Token the token, or nil, err; then a warning when a second copy may be left
+function M.create_marked(s, fields, marker)
+  local f = copy(fields)
+  f.resend_safe = true
+  local before = s:stats().maybe_resent
+  local tok, err = s:create_token(f)
+  if not tok or s:stats().maybe_resent == before then return tok, err end
+  local id = math.type(tok.id) == "integer" and tok.id or nil
+  local ids, serr = M.sweep_marker(s, marker, id)
+  if not id or not ids then
+    return tok, nil, ("the create was sent twice (the connection died under it) and the second copy could not "
+      .. "be looked for (%s): delete any other token whose description ends with %s"):format(
+      ids and "the answer carries no id" or tostring(serr and serr.message or serr), marker)
+  end
+  return tok, nil
+end
+
 --- Creates a token the lesson's way and proves it works before anyone relies on it.
 -- @tparam Session s an admin session (app tokens need a superuser)
 -- @tparam table conn the connection options (for the Bearer check)
 -- @tparam table opts application (name or id; nil for a PAT), organization, description, scope,
 --   verify (default true), marker (see begin_create: the description must hold it; without
 --   one, a fresh marker is added to the description)
--- @treturn Token the new token (with its secret values), the application table or nil, the user
+-- @treturn Token the new token (with its secret values), the application table or nil, and a
+--   warning (string) when a copy of it may have been left on the gateway
 -- @usage local tok, app = workflow.create(s, conn, { application = "RHDH Integration" })
 function M.create(s, conn, opts)
   local app
@@ -187,8 +209,8 @@ function M.create(s, conn, opts)
     marker = M.new_marker()
     description = ((description or ""):sub(1, 200) .. " " .. marker):gsub("^ ", "")
   end
-  local tok, err = s:create_token({ application = app and app.id or nil,
-                                    description = description, scope = opts.scope })
+  local tok, err, warning = M.create_marked(s, { application = app and app.id or nil,
+                                                description = description, scope = opts.scope }, marker)
   if not tok then
     if not CERTAINLY_NOT_CREATED[err.code] and not err.unsent then
       local ids = M.sweep_marker(s, marker)
@@ -231,7 +253,7 @@ function M.create(s, conn, opts)
         tostring(verr.message or verr))
     end
   end
-  return tok, app
+  return tok, app, warning
 end
 
 --- Refreshes an application token at the token endpoint. The gateway deletes the old access

@@ -117,12 +117,13 @@ local function create(args, ctx)
     description = description:sub(1, 200) .. " " .. marker
     ctx:check(workflow.begin_create(s, path, key, marker, kind, doc and doc:get(key)))
   end
-  local tok, err = workflow.create(s, conn, {
+  local tok, err, warning = workflow.create(s, conn, {
     application = app, organization = org, scope = args.scope, verify = not args.no_verify,
     description = description, marker = marker,
   })
   if not tok and path and not err.uncertain then workflow.end_create(path, key) end
   ctx:check(tok, err)
+  if warning then ctx:warn(warning) end
   local values = values_for(tok, key, rkey)
   local replaced
   if path then
