@@ -1,6 +1,6 @@
 --- `aap app list|show|create`: the OAuth applications application tokens belong to.
+-- The library modules are required inside the handlers (see aap.commands.token).
 -- @module aap.commands.app
-local workflow = require("aap.workflow")
 
 local M = {}
 
@@ -20,7 +20,7 @@ end
 local function org_id(ctx, s, org)
   if org == nil then return nil end
   if org:match("^%d+$") then return tonumber(org) end
-  return ctx:check(workflow.organization_id(s, org))
+  return ctx:check(require("aap.workflow").organization_id(s, org))
 end
 
 local function list(args, ctx)
@@ -52,6 +52,7 @@ local function show(args, ctx)
 end
 
 local function create(args, ctx)
+  local workflow = require("aap.workflow")
   local path = args.env_file
   if path then ctx:check(workflow.read_env(path)) end
   local s = ctx:connect()

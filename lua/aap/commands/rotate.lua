@@ -1,15 +1,13 @@
 --- `aap token rotate` and `aap token prune`: the command-line face of `aap.rotate`.
+-- aap.rotate (with aap.policy), aap.env, aap.state and the C core are required inside the
+-- handlers: no other command loads them (see aap.commands.token).
 -- @module aap.commands.rotate
-local aap = require("aap")
-local rotate = require("aap.rotate")
 local token_cmd = require("aap.commands.token")
-local envfile = require("aap.env")
-local state = require("aap.state")
 
 local M = {}
 
 local function iso(t)
-  return t and aap.format_time(t) or "never"
+  return t and require("aap").format_time(t) or "never"
 end
 
 -- Credentials given? Without them, rotate authenticates with the token it rotates.
@@ -28,6 +26,7 @@ local function cli_error(e)
 end
 
 local function rotate_cmd(args, ctx)
+  local rotate, envfile, state = require("aap.rotate"), require("aap.env"), require("aap.state")
   local path = args.env_file or os.getenv("AAP_ENV_FILE")
   if not path or path == "" then path = ".env" end
   if args.key and not envfile.valid_key(args.key) then ctx:usage("%q is not a valid env key", args.key) end
@@ -86,6 +85,7 @@ local function table_of(tokens)
 end
 
 local function prune_cmd(args, ctx)
+  local aap, rotate = require("aap"), require("aap.rotate")
   local conn = ctx:conn()
   local tty = aap.os.isatty(2)
   local progress, shown
@@ -171,8 +171,7 @@ function M.register(groups, cli)
   p:flag("--expired", "Also tokens past their expiry.")
   p:option("--description-like", "Only tokens whose description contains TEXT (case-insensitive).")
   p:option("--kind", "personal or application."):choices({ "personal", "application" })
-  p:option("--user", "Only this user's tokens (id; default: your own)."):convert(
-    require("aap.commands.token").id_arg("a user id"))
+  p:option("--user", "Only this user's tokens (id; default: your own)."):convert(token_cmd.id_arg("a user id"))
   p:flag("--all-users", "Every user's tokens (superusers only; default: your own).")
   p:option("--keep-env-file", "Never touch the tokens recorded for this env file (repeatable).")
     :count("*")

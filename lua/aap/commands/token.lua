@@ -1,15 +1,14 @@
 --- `aap token create|refresh|list|show|revoke`: the lesson's workflows from the shell.
+-- The library modules (and through them the C core) are required inside the handlers:
+-- building the parser, for any command or --help, loads none of them.
 -- @module aap.commands.token
-local aap = require("aap")
-local workflow = require("aap.workflow")
-local state = require("aap.state")
 
 local M = {}
 
 local FORMATS = { "env", "shell", "json", "k8s-secret" }
 
 local function iso(t)
-  return t and aap.format_time(t) or "never"
+  return t and require("aap").format_time(t) or "never"
 end
 
 --- One line about a token, without its value.
@@ -46,6 +45,7 @@ local function destinations(args)
 end
 
 local function keys_for(args, kind)
+  local workflow = require("aap.workflow")
   local key = args.key or (kind == "personal" and workflow.KEYS.pat or workflow.KEYS.token)
   return key, args.refresh_key or workflow.KEYS.refresh
 end
@@ -74,9 +74,9 @@ end
 
 --- Checks every output flag before anything is sent, so a typo never costs a token.
 function M.check_output_flags(ctx, args)
-  local export = require("aap.export")
   for _, k in ipairs({ args.key or "AAP_PAT", args.refresh_key or "REFRESH_TOKEN" }) do validate_key(ctx, k) end
   if args.format == "k8s-secret" then
+    local export = require("aap.export")
     local ok, why = export.check_name(args.secret_name)
     if not ok then ctx:usage("%s", why) end
     if args.namespace then
@@ -87,6 +87,7 @@ function M.check_output_flags(ctx, args)
 end
 
 local function create(args, ctx)
+  local workflow, state = require("aap.workflow"), require("aap.state")
   local path, fmt = destinations(args)
   local kind = args.application and "application" or "personal"
   local key, rkey = keys_for(args, kind)
@@ -167,6 +168,7 @@ end
 -- fingerprint), it is of the kind asked for (and the application, when given by id), and it
 -- still works; else nil.
 function M.held_token(ctx, s, conn, path, doc, key, kind, app, org)
+  local workflow, state = require("aap.workflow"), require("aap.state")
   local value = doc:get(key)
   if not value or value == "" then return nil end
   local rec = (ctx:check(state.load(path)).keys[key]) or {}
@@ -186,7 +188,7 @@ end
 --- No token is made: the file's key keeps the one it holds (made by aap and working, or
 -- written by another aap run while this one waited for the file). Prints it when asked.
 function M.kept(ctx, path, key, rkey, doc, fmt, rec, why)
-  rec = rec or (ctx:check(state.load(path)).keys[key]) or {}
+  rec = rec or (ctx:check(require("aap.state").load(path)).keys[key]) or {}
   if fmt then
     local values = { { key, doc:get(key) } }
     if doc:get(rkey) and rec.kind == "application" then values[2] = { rkey, doc:get(rkey) } end
@@ -206,6 +208,7 @@ end
 M.message = function(err) return require("aap.cli").message(err) end
 
 local function refresh(args, ctx)
+  local workflow, state = require("aap.workflow"), require("aap.state")
   local path = args.env_file or os.getenv("AAP_ENV_FILE") or ".env"
   local key, rkey = keys_for(args, "application")
   M.check_output_flags(ctx, args)
@@ -361,6 +364,7 @@ local function show(args, ctx)
 end
 
 local function revoke(args, ctx)
+  local workflow, state = require("aap.workflow"), require("aap.state")
   if args.id and args.env_file then ctx:usage("give a token id or --env-file, not both") end
   if not args.id and not args.env_file then ctx:usage("give a token id or --env-file PATH") end
   local s, conn = ctx:connect()
