@@ -1,10 +1,16 @@
 --- The `aap` command: argument parsing, connection settings, output and exit codes.
 -- The sub-commands live in `aap.commands.*`; each registers itself on the parser.
+-- Start-up (issue #12): a command loads only what it uses. argparse, the C core (libcurl,
+-- OpenSSL) and the library modules are required where they are needed, not here; the
+-- command modules require theirs inside their handlers. spec/startup_spec.lua checks it.
 -- @module aap.cli
-local argparse = require("argparse")
-local config = require("aap.config")
 
 local M = {}
+
+--- The version, known without loading the C core: `aap --version` needs neither libcurl
+-- nor OpenSSL. It must equal the C core's `_VERSION` (AAP_VERSION in CMakeLists.txt);
+-- spec/startup_spec.lua holds them together.
+M.VERSION = "0.1.0"
 
 --- Exit codes, stable for scripts.
 M.EXIT = { ok = 0, usage = 1, api = 2, auth = 3, network = 4 }
@@ -72,6 +78,7 @@ end
 
 --- Connection options for aap.connect from the flags and environment.
 function Ctx:conn(opts)
+  local config = require("aap.config")
   local c, err = config.connection(self.args, opts)
   if not c then raise(err) end
   if c.allow_plain_http and c.url:lower():match("^http://") and not self.warned_plain then
@@ -97,7 +104,7 @@ function Ctx:connect(opts)
   local s, err = require("aap").connect(c)
   if not s then raise(err) end
   if c.token or c.password then
-    self.credentials = (config.info[c] or {}).credentials or ("the password of " .. tostring(c.username))
+    self.credentials = (require("aap.config").info[c] or {}).credentials or ("the password of " .. tostring(c.username))
   end
   self.sessions[#self.sessions + 1] = s
   return s, c
@@ -161,13 +168,13 @@ local COMMAND_MODULES = { "aap.commands.token", "aap.commands.app", "aap.command
 
 --- Builds the parser with every registered sub-command.
 function M.parser()
-  local aap_version = require("aap")._VERSION
+  local argparse = require("argparse")
   local parser = argparse("aap", "Create, refresh, rotate, revoke and export AAP gateway tokens.")
     :epilog(EPILOG)
     :command_target("command")
     :help_max_width(100)
   parser:flag("--version", "Print the version and exit."):action(function()
-    io.stdout:write("aap ", aap_version, "\n")
+    io.stdout:write("aap ", M.VERSION, "\n")
     os.exit(0)
   end)
   local groups = {
@@ -200,8 +207,12 @@ function M.main(argv)
     table.remove(args_in, 1)
     return require("aap.sim").main(args_in)
   end
-  -- Passwords and tokens are in this process's memory: a crash must not write them to a core file.
-  require("aap").os.no_core_dumps()
+  if #args_in == 1 and args_in[1] == "--version" then
+    -- What the parser's --version does, without building the parser (argparse and every
+    -- command module). Any other command line with --version still goes through it.
+    io.stdout:write("aap ", M.VERSION, "\n")
+    return M.EXIT.ok
+  end
   local parser = M.parser()
   local ok, args = parser:pparse(args_in)
   if not ok then
@@ -217,6 +228,10 @@ function M.main(argv)
       "use AAP_PASSWORD, AAP_PASSWORD_FILE, --password-stdin, AAP_TOKEN or --token-stdin\n")
     return M.EXIT.usage
   end
+  -- Passwords and tokens are in this process's memory: a crash must not write them to a core
+  -- file. Before the handler, which is what reads them (help and usage errors read none, and
+  -- need not load the C core, libcurl and OpenSSL).
+  require("aap").os.no_core_dumps()
   local ctx = setmetatable({ args = args, sessions = {} }, Ctx)
   local rok, res = xpcall(args._run, function(e)
     if getmetatable(e) == Fail then return e end
