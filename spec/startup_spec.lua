@@ -124,6 +124,80 @@ describe("start-up", function()
     end)
   end)
 
+  describe("the parser built for one command", function()
+    local cli = require("aap.cli")
+
+    -- The leaves of a parser: { words = {"token", "create"}, cmd = <argparse command> }.
+    -- (argparse keeps a parser's commands in _commands.)
+    local function leaves(parser)
+      local out = {}
+      local function walk(p, words)
+        for _, c in ipairs(p._commands) do
+          local w = table.move(words, 1, #words, 1, {})
+          w[#w + 1] = c._name
+          if #c._commands > 0 then walk(c, w) else out[#out + 1] = { words = w, cmd = c } end
+        end
+      end
+      walk(parser, {})
+      return out
+    end
+
+    local function find(parser, words)
+      for _, l in ipairs(leaves(parser)) do
+        if table.concat(l.words, " ") == table.concat(words, " ") then return l.cmd end
+      end
+    end
+
+    local full = leaves(cli.parser())
+
+    it("has every leaf the full parser has", function()
+      assert.is_true(#full >= 13)
+      local names = {}
+      for _, l in ipairs(full) do names[#names + 1] = table.concat(l.words, " ") end
+      for _, l in ipairs(full) do
+        local got = {}
+        for _, o in ipairs(leaves(cli.parser(l.words))) do got[#got + 1] = table.concat(o.words, " ") end
+        assert.same(names, got)
+      end
+    end)
+
+    it("shows the same help and usage for the leaf it is built for, the groups and the root", function()
+      local whole = cli.parser()
+      for _, l in ipairs(full) do
+        local parser = cli.parser(l.words)
+        local cmd = assert(find(parser, l.words), table.concat(l.words, " "))
+        assert.equal(l.cmd:get_help(), cmd:get_help())
+        assert.equal(l.cmd:get_usage(), cmd:get_usage())
+        assert.equal(whole:get_help(), parser:get_help())
+        for i, group in ipairs(parser._commands) do
+          assert.equal(whole._commands[i]._name, group._name)
+          if #group._commands > 0 then assert.equal(whole._commands[i]:get_help(), group:get_help()) end
+        end
+      end
+    end)
+
+    it("parses a command line and refuses a bad one as the full parser does", function()
+      for _, argv in ipairs({
+        { "token", "create", "--env-file", "x.env", "--scope", "read", "--format", "json", "-q" },
+        { "token", "create", "--scope", "admin" },
+        { "token", "create", "--no-such-flag" },
+        { "token", "create", "extra" },
+        { "token", "show", "12" },
+        { "token", "show", "abc" },
+        { "token", "prune", "--user", "7", "--keep-env-file", "a", "--keep-env-file", "b", "--dry-run" },
+        { "token", "rotate" },
+        { "app", "create", "--name", "n", "--client-type", "public" },
+        { "ping", "--format", "json", "--flavor", "controller" },
+        { "whoami", "--url" },
+      }) do
+        local ok1, r1 = cli.parser():pparse(argv)
+        local ok2, r2 = cli.parser(argv):pparse(argv)
+        assert.equal(ok1, ok2, table.concat(argv, " "))
+        assert.same(r1, r2)
+      end
+    end)
+  end)
+
   describe("aap token create", function()
     local sim
 

@@ -164,10 +164,44 @@ function M.handler(cmd, fn)
   return cmd
 end
 
+-- While M.parser builds: the words that name each group ({} the root, {"token"}, {"app"}),
+-- and the leaves registered through M.command, whose options are added at the end.
+local building
+
+--- Adds a leaf command to `parent` (a group of the parser, or the root): `build(cmd)` adds
+-- its arguments and options, `fn` handles it. The leaf is always there (for the group's help
+-- and dispatch); its options are built when the command line can reach it (see M.parser).
+-- @treturn table the command
+function M.command(parent, name, description, build, fn)
+  local cmd = M.handler(parent:command(name, description), fn)
+  local words = building and building.words[parent]
+  if not words then
+    build(cmd)
+    return cmd
+  end
+  words = table.move(words, 1, #words, 1, {})
+  words[#words + 1] = name
+  building.leaves[#building.leaves + 1] = { cmd = cmd, build = build, words = words }
+  return cmd
+end
+
+-- Does argv begin with these words?
+local function starts_with(argv, words)
+  for i, w in ipairs(words) do
+    if argv[i] ~= w then return false end
+  end
+  return true
+end
+
 local COMMAND_MODULES = { "aap.commands.token", "aap.commands.app", "aap.commands.misc", "aap.commands.rotate" }
 
 --- Builds the parser with every registered sub-command.
-function M.parser()
+-- With `argv` whose first words name a leaf (`token create ...`: argparse can only reach
+-- that leaf), the other leaves get no options: most of argparse's construction is options,
+-- and only the reached leaf's are ever parsed or shown. Otherwise (`--help`, `token`, a
+-- typo, `-- token create`) every leaf is built in full.
+-- @tparam ?table argv the command line
+function M.parser(argv)
   local argparse = require("argparse")
   local parser = argparse("aap", "Create, refresh, rotate, revoke and export AAP gateway tokens.")
     :epilog(EPILOG)
@@ -186,6 +220,8 @@ function M.parser()
   }
   parser:command("sim", "Run the local gateway emulator (see `aap sim --help`)."):handle_options(false)
     :argument("args"):args("*")
+  building = { words = { [groups.root] = {}, [groups.token] = { "token" }, [groups.app] = { "app" } }, leaves = {} }
+  local leaves = building.leaves
   for _, name in ipairs(COMMAND_MODULES) do
     local ok, mod = pcall(require, name)
     if ok then
@@ -193,6 +229,14 @@ function M.parser()
     elseif not tostring(mod):find("module '" .. name .. "' not found", 1, true) then
       error(mod, 0)
     end
+  end
+  building = nil
+  local reached
+  for _, leaf in ipairs(leaves) do
+    if argv and starts_with(argv, leaf.words) then reached = leaf break end
+  end
+  for _, leaf in ipairs(leaves) do
+    if not reached or leaf == reached then leaf.build(leaf.cmd) end
   end
   return parser
 end
@@ -213,7 +257,7 @@ function M.main(argv)
     io.stdout:write("aap ", M.VERSION, "\n")
     return M.EXIT.ok
   end
-  local parser = M.parser()
+  local parser = M.parser(args_in)
   local ok, args = parser:pparse(args_in)
   if not ok then
     io.stderr:write(parser:get_usage(), "\n\naap: ", tostring(args), "\n")
