@@ -197,9 +197,10 @@ local COMMAND_MODULES = { "aap.commands.token", "aap.commands.app", "aap.command
 
 --- Builds the parser with every registered sub-command.
 -- With `argv` whose first words name a leaf (`token create ...`: argparse can only reach
--- that leaf), the other leaves get no options: most of argparse's construction is options,
--- and only the reached leaf's are ever parsed or shown. Otherwise (`--help`, `token`, a
--- typo, `-- token create`) every leaf is built in full.
+-- that leaf), the other leaves get no options (most of argparse's construction is options,
+-- and only the reached leaf's are ever parsed or shown), and the command modules after the
+-- one that registers it are not loaded. Otherwise (`--help`, `token`, a typo,
+-- `-- token create`) every command module is loaded and every leaf built in full.
 -- @tparam ?table argv the command line
 function M.parser(argv)
   local argparse = require("argparse")
@@ -222,19 +223,22 @@ function M.parser(argv)
     :argument("args"):args("*")
   building = { words = { [groups.root] = {}, [groups.token] = { "token" }, [groups.app] = { "app" } }, leaves = {} }
   local leaves = building.leaves
+  local reached
   for _, name in ipairs(COMMAND_MODULES) do
     local ok, mod = pcall(require, name)
     if ok then
+      local first = #leaves + 1
       mod.register(groups, M)
+      for i = first, #leaves do
+        if argv and starts_with(argv, leaves[i].words) then reached = leaves[i] end
+      end
     elseif not tostring(mod):find("module '" .. name .. "' not found", 1, true) then
       error(mod, 0)
     end
+    -- The rest of the command modules add commands this command line cannot reach.
+    if reached then break end
   end
   building = nil
-  local reached
-  for _, leaf in ipairs(leaves) do
-    if argv and starts_with(argv, leaf.words) then reached = leaf break end
-  end
   for _, leaf in ipairs(leaves) do
     if not reached or leaf == reached then leaf.build(leaf.cmd) end
   end
