@@ -206,7 +206,8 @@ function Sim:stderr() return readfile(self.errlog) end
 
 --- Run bin/aap with argv (a list), opts.env (a table of variables added to a minimal
 -- environment; false removes one), opts.stdin (a string), opts.cwd, opts.wrap (a command
--- list to run it under, e.g. strace).
+-- list to run it under, e.g. strace), opts.lua_args (interpreter arguments before the
+-- script, e.g. { "-e", code }).
 -- Returns { code =, stdout =, stderr = }.
 function M.run(argv, opts)
   opts = opts or {}
@@ -229,9 +230,11 @@ function M.run(argv, opts)
   for i, a in ipairs(argv) do q[i] = shquote(a) end
   local w = {}
   for i, a in ipairs(opts.wrap or {}) do w[i] = shquote(a) .. " " end
+  local la = {}
+  for i, a in ipairs(opts.lua_args or {}) do la[i] = shquote(a) .. " " end
   local cmd = ("env -i /bin/sh -c %s"):format(shquote(
-    (". %s; %sexec %slua5.4 %s %s <%s >%s 2>%s"):format(shquote(envf),
-      opts.cwd and ("cd " .. shquote(opts.cwd) .. " && ") or "", table.concat(w),
+    (". %s; %sexec %slua5.4 %s%s %s <%s >%s 2>%s"):format(shquote(envf),
+      opts.cwd and ("cd " .. shquote(opts.cwd) .. " && ") or "", table.concat(w), table.concat(la),
       shquote(M.AAP), table.concat(q, " "),
       shquote(dir .. "/in"), shquote(dir .. "/out"), shquote(dir .. "/err"))))
   local _, _, code = os.execute(cmd)

@@ -1,10 +1,16 @@
 --- The `aap` command: argument parsing, connection settings, output and exit codes.
 -- The sub-commands live in `aap.commands.*`; each registers itself on the parser.
+-- Start-up (issue #12): a command loads only what it uses. argparse, the C core (libcurl,
+-- OpenSSL) and the library modules are required where they are needed, not here; the
+-- command modules require theirs inside their handlers. spec/startup_spec.lua checks it.
 -- @module aap.cli
-local argparse = require("argparse")
-local config = require("aap.config")
 
 local M = {}
+
+--- The version, known without loading the C core: `aap --version` needs neither libcurl
+-- nor OpenSSL. It must equal the C core's `_VERSION` (AAP_VERSION in CMakeLists.txt);
+-- spec/startup_spec.lua holds them together.
+M.VERSION = "0.1.0"
 
 --- Exit codes, stable for scripts.
 M.EXIT = { ok = 0, usage = 1, api = 2, auth = 3, network = 4 }
@@ -72,6 +78,7 @@ end
 
 --- Connection options for aap.connect from the flags and environment.
 function Ctx:conn(opts)
+  local config = require("aap.config")
   local c, err = config.connection(self.args, opts)
   if not c then raise(err) end
   if c.allow_plain_http and c.url:lower():match("^http://") and not self.warned_plain then
@@ -97,7 +104,7 @@ function Ctx:connect(opts)
   local s, err = require("aap").connect(c)
   if not s then raise(err) end
   if c.token or c.password then
-    self.credentials = (config.info[c] or {}).credentials or ("the password of " .. tostring(c.username))
+    self.credentials = (require("aap.config").info[c] or {}).credentials or ("the password of " .. tostring(c.username))
   end
   self.sessions[#self.sessions + 1] = s
   return s, c
@@ -157,17 +164,52 @@ function M.handler(cmd, fn)
   return cmd
 end
 
+-- While M.parser builds: the words that name each group ({} the root, {"token"}, {"app"}),
+-- and the leaves registered through M.command, whose options are added at the end.
+local building
+
+--- Adds a leaf command to `parent` (a group of the parser, or the root): `build(cmd)` adds
+-- its arguments and options, `fn` handles it. The leaf is always there (for the group's help
+-- and dispatch); its options are built when the command line can reach it (see M.parser).
+-- @treturn table the command
+function M.command(parent, name, description, build, fn)
+  local cmd = M.handler(parent:command(name, description), fn)
+  local words = building and building.words[parent]
+  if not words then
+    build(cmd)
+    return cmd
+  end
+  words = table.move(words, 1, #words, 1, {})
+  words[#words + 1] = name
+  building.leaves[#building.leaves + 1] = { cmd = cmd, build = build, words = words }
+  return cmd
+end
+
+-- Does argv begin with these words?
+local function starts_with(argv, words)
+  for i, w in ipairs(words) do
+    if argv[i] ~= w then return false end
+  end
+  return true
+end
+
 local COMMAND_MODULES = { "aap.commands.token", "aap.commands.app", "aap.commands.misc", "aap.commands.rotate" }
 
 --- Builds the parser with every registered sub-command.
-function M.parser()
-  local aap_version = require("aap")._VERSION
+-- With `argv` whose first words name a leaf (`token create ...`: argparse can only reach
+-- that leaf), the other leaves get no options (most of argparse's construction is options,
+-- and only the reached leaf's are ever parsed or shown), and the command modules after the
+-- one that registers it are not loaded. Otherwise (`--help`, `token`, a typo,
+-- `-- token create`) every command module is loaded and every leaf built in full.
+-- @tparam ?table argv the command line
+function M.parser(argv)
+  local argparse = require("argparse")
   local parser = argparse("aap", "Create, refresh, rotate, revoke and export AAP gateway tokens.")
     :epilog(EPILOG)
     :command_target("command")
     :help_max_width(100)
   parser:flag("--version", "Print the version and exit."):action(function()
-    io.stdout:write("aap ", aap_version, "\n")
+    io.stdout:write("aap ", M.VERSION, "\n")
     os.exit(0)
   end)
   local groups = {
@@ -179,13 +221,26 @@ function M.parser()
   }
   parser:command("sim", "Run the local gateway emulator (see `aap sim --help`)."):handle_options(false)
     :argument("args"):args("*")
+  building = { words = { [groups.root] = {}, [groups.token] = { "token" }, [groups.app] = { "app" } }, leaves = {} }
+  local leaves = building.leaves
+  local reached
   for _, name in ipairs(COMMAND_MODULES) do
     local ok, mod = pcall(require, name)
     if ok then
+      local first = #leaves + 1
       mod.register(groups, M)
+      for i = first, #leaves do
+        if argv and starts_with(argv, leaves[i].words) then reached = leaves[i] end
+      end
     elseif not tostring(mod):find("module '" .. name .. "' not found", 1, true) then
       error(mod, 0)
     end
+    -- The rest of the command modules add commands this command line cannot reach.
+    if reached then break end
+  end
+  building = nil
+  for _, leaf in ipairs(leaves) do
+    if not reached or leaf == reached then leaf.build(leaf.cmd) end
   end
   return parser
 end
@@ -200,9 +255,13 @@ function M.main(argv)
     table.remove(args_in, 1)
     return require("aap.sim").main(args_in)
   end
-  -- Passwords and tokens are in this process's memory: a crash must not write them to a core file.
-  require("aap").os.no_core_dumps()
-  local parser = M.parser()
+  if #args_in == 1 and args_in[1] == "--version" then
+    -- What the parser's --version does, without building the parser (argparse and every
+    -- command module). Any other command line with --version still goes through it.
+    io.stdout:write("aap ", M.VERSION, "\n")
+    return M.EXIT.ok
+  end
+  local parser = M.parser(args_in)
   local ok, args = parser:pparse(args_in)
   if not ok then
     io.stderr:write(parser:get_usage(), "\n\naap: ", tostring(args), "\n")
@@ -217,6 +276,10 @@ function M.main(argv)
       "use AAP_PASSWORD, AAP_PASSWORD_FILE, --password-stdin, AAP_TOKEN or --token-stdin\n")
     return M.EXIT.usage
   end
+  -- Passwords and tokens are in this process's memory: a crash must not write them to a core
+  -- file. Before the handler, which is what reads them (help and usage errors read none, and
+  -- need not load the C core, libcurl and OpenSSL).
+  require("aap").os.no_core_dumps()
   local ctx = setmetatable({ args = args, sessions = {} }, Ctx)
   local rok, res = xpcall(args._run, function(e)
     if getmetatable(e) == Fail then return e end

@@ -1,6 +1,6 @@
 --- `aap app list|show|create`: the OAuth applications application tokens belong to.
+-- The library modules are required inside the handlers (see aap.commands.token).
 -- @module aap.commands.app
-local workflow = require("aap.workflow")
 
 local M = {}
 
@@ -20,7 +20,7 @@ end
 local function org_id(ctx, s, org)
   if org == nil then return nil end
   if org:match("^%d+$") then return tonumber(org) end
-  return ctx:check(workflow.organization_id(s, org))
+  return ctx:check(require("aap.workflow").organization_id(s, org))
 end
 
 local function list(args, ctx)
@@ -52,6 +52,7 @@ local function show(args, ctx)
 end
 
 local function create(args, ctx)
+  local workflow = require("aap.workflow")
   local path = args.env_file
   if path then ctx:check(workflow.read_env(path)) end
   local s = ctx:connect()
@@ -89,33 +90,34 @@ end
 
 function M.register(groups, cli)
   local app = groups.app
-  local l = app:command("list", "List applications (all pages).")
-  l:option("--organization", "Organization name or id.")
-  l:option("--name-contains", "Case-insensitive part of the name.")
-  l:option("--format", "table or json."):choices({ "table", "json" }):default("table")
-  cli.connection_options(l)
-  cli.handler(l, list)
+  cli.command(app, "list", "List applications (all pages).", function(l)
+    l:option("--organization", "Organization name or id.")
+    l:option("--name-contains", "Case-insensitive part of the name.")
+    l:option("--format", "table or json."):choices({ "table", "json" }):default("table")
+    cli.connection_options(l)
+  end, list)
 
-  local sh = app:command("show", "Show one application, by name (unique) or id.")
-  sh:argument("application", "Name or id.")
-  sh:option("--organization", "Organization name or id, when the name is not unique.")
-  sh:option("--format", "table or json."):choices({ "table", "json" }):default("table")
-  cli.connection_options(sh)
-  cli.handler(sh, show)
+  cli.command(app, "show", "Show one application, by name (unique) or id.", function(sh)
+    sh:argument("application", "Name or id.")
+    sh:option("--organization", "Organization name or id, when the name is not unique.")
+    sh:option("--format", "table or json."):choices({ "table", "json" }):default("table")
+    cli.connection_options(sh)
+  end, show)
 
-  local c = app:command("create", "Create an OAuth application (its client secret is shown once).")
-  c:option("--name", "Application name."):args(1):count(1)
-  c:option("--organization", "Organization name or id."):default("Default")
-  c:option("--client-type", "confidential or public."):choices({ "confidential", "public" }):default("confidential")
-  c:option("--grant-type", "password or authorization-code."):choices({ "password", "authorization-code" })
-    :default("password")
-  c:option("--redirect-uris", "Space-separated redirect URIs.")
-  c:option("--description", "Description.")
-  c:option("--env-file", "Write AAP_CLIENT_ID and AAP_CLIENT_SECRET to this env file.")
-  c:option("--format", "Print the client to stdout: env or json."):choices({ "env", "json" })
-  cli.connection_options(c)
-  cli.quiet_option(c)
-  cli.handler(c, create)
+  cli.command(app, "create", "Create an OAuth application (its client secret is shown once).", function(c)
+    c:option("--name", "Application name."):args(1):count(1)
+    c:option("--organization", "Organization name or id."):default("Default")
+    c:option("--client-type", "confidential or public."):choices({ "confidential", "public" })
+      :default("confidential")
+    c:option("--grant-type", "password or authorization-code."):choices({ "password", "authorization-code" })
+      :default("password")
+    c:option("--redirect-uris", "Space-separated redirect URIs.")
+    c:option("--description", "Description.")
+    c:option("--env-file", "Write AAP_CLIENT_ID and AAP_CLIENT_SECRET to this env file.")
+    c:option("--format", "Print the client to stdout: env or json."):choices({ "env", "json" })
+    cli.connection_options(c)
+    cli.quiet_option(c)
+  end, create)
 end
 
 return M

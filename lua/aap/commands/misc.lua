@@ -29,14 +29,14 @@ end
 
 function M.register(groups, cli)
   local root = groups.root
-  local p = root:command("ping", "Check that the gateway answers, and which kind it is.")
-  p:option("--format", "text or json."):choices({ "text", "json" }):default("text")
-  cli.connection_options(p)
-  cli.handler(p, ping)
-  local w = root:command("whoami", "Show the user the credentials belong to.")
-  w:option("--format", "text or json."):choices({ "text", "json" }):default("text")
-  cli.connection_options(w)
-  cli.handler(w, whoami)
+  cli.command(root, "ping", "Check that the gateway answers, and which kind it is.", function(p)
+    p:option("--format", "text or json."):choices({ "text", "json" }):default("text")
+    cli.connection_options(p)
+  end, ping)
+  cli.command(root, "whoami", "Show the user the credentials belong to.", function(w)
+    w:option("--format", "text or json."):choices({ "text", "json" }):default("text")
+    cli.connection_options(w)
+  end, whoami)
 end
 
 return M

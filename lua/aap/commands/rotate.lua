@@ -1,15 +1,13 @@
 --- `aap token rotate` and `aap token prune`: the command-line face of `aap.rotate`.
+-- aap.rotate (with aap.policy), aap.env, aap.state and the C core are required inside the
+-- handlers: no other command loads them (see aap.commands.token).
 -- @module aap.commands.rotate
-local aap = require("aap")
-local rotate = require("aap.rotate")
 local token_cmd = require("aap.commands.token")
-local envfile = require("aap.env")
-local state = require("aap.state")
 
 local M = {}
 
 local function iso(t)
-  return t and aap.format_time(t) or "never"
+  return t and require("aap").format_time(t) or "never"
 end
 
 -- Credentials given? Without them, rotate authenticates with the token it rotates.
@@ -28,6 +26,7 @@ local function cli_error(e)
 end
 
 local function rotate_cmd(args, ctx)
+  local rotate, envfile, state = require("aap.rotate"), require("aap.env"), require("aap.state")
   local path = args.env_file or os.getenv("AAP_ENV_FILE")
   if not path or path == "" then path = ".env" end
   if args.key and not envfile.valid_key(args.key) then ctx:usage("%q is not a valid env key", args.key) end
@@ -86,6 +85,7 @@ local function table_of(tokens)
 end
 
 local function prune_cmd(args, ctx)
+  local aap, rotate = require("aap"), require("aap.rotate")
   local conn = ctx:conn()
   local tty = aap.os.isatty(2)
   local progress, shown
@@ -152,35 +152,34 @@ end
 --- Registers `token rotate` and `token prune`.
 function M.register(groups, cli)
   local token = groups.token
-  local r = token:command("rotate", "Rotate the token in an env file when its policy says it is due.")
-  r:option("--policy", "Policy file (Lua; see examples/policies/)."):count(1)
-  r:option("--env-file", "Env file holding the token (default: AAP_ENV_FILE, else .env).")
-  r:option("--key", "Env key of the token (default: the one recorded, else AAP_TOKEN if present, else AAP_PAT).")
-  r:option("--refresh-key", "Env key of the refresh token (default: recorded, else REFRESH_TOKEN).")
-  r:flag("--dry-run", "Decide and print the decision; change nothing.")
-  r:option("--format", "Also print the token in the file (after the run): env, shell, json or k8s-secret.")
-    :choices({ "env", "shell", "json", "k8s-secret" })
-  r:option("--secret-name", "metadata.name for --format k8s-secret."):default("aap-token")
-  r:option("--namespace", "metadata.namespace for --format k8s-secret.")
-  cli.connection_options(r)
-  cli.quiet_option(r)
-  cli.handler(r, rotate_cmd)
+  cli.command(token, "rotate", "Rotate the token in an env file when its policy says it is due.", function(r)
+    r:option("--policy", "Policy file (Lua; see examples/policies/)."):count(1)
+    r:option("--env-file", "Env file holding the token (default: AAP_ENV_FILE, else .env).")
+    r:option("--key", "Env key of the token (default: the one recorded, else AAP_TOKEN if present, else AAP_PAT).")
+    r:option("--refresh-key", "Env key of the refresh token (default: recorded, else REFRESH_TOKEN).")
+    r:flag("--dry-run", "Decide and print the decision; change nothing.")
+    r:option("--format", "Also print the token in the file (after the run): env, shell, json or k8s-secret.")
+      :choices({ "env", "shell", "json", "k8s-secret" })
+    r:option("--secret-name", "metadata.name for --format k8s-secret."):default("aap-token")
+    r:option("--namespace", "metadata.namespace for --format k8s-secret.")
+    cli.connection_options(r)
+    cli.quiet_option(r)
+  end, rotate_cmd)
 
-  local p = token:command("prune", "Revoke tokens nobody used for a while (shows them first).")
-  p:option("--unused-for", "Last used this long ago, or never used and this old (default 90d without --expired).")
-  p:flag("--expired", "Also tokens past their expiry.")
-  p:option("--description-like", "Only tokens whose description contains TEXT (case-insensitive).")
-  p:option("--kind", "personal or application."):choices({ "personal", "application" })
-  p:option("--user", "Only this user's tokens (id; default: your own)."):convert(
-    require("aap.commands.token").id_arg("a user id"))
-  p:flag("--all-users", "Every user's tokens (superusers only; default: your own).")
-  p:option("--keep-env-file", "Never touch the tokens recorded for this env file (repeatable).")
-    :count("*")
-  p:flag("--dry-run", "Show what would be revoked; change nothing.")
-  p:flag("-y --yes", "Do not ask before revoking (needed when standard input is not a terminal).")
-  cli.connection_options(p)
-  cli.quiet_option(p)
-  cli.handler(p, prune_cmd)
+  cli.command(token, "prune", "Revoke tokens nobody used for a while (shows them first).", function(p)
+    p:option("--unused-for", "Last used this long ago, or never used and this old (default 90d without --expired).")
+    p:flag("--expired", "Also tokens past their expiry.")
+    p:option("--description-like", "Only tokens whose description contains TEXT (case-insensitive).")
+    p:option("--kind", "personal or application."):choices({ "personal", "application" })
+    p:option("--user", "Only this user's tokens (id; default: your own)."):convert(token_cmd.id_arg("a user id"))
+    p:flag("--all-users", "Every user's tokens (superusers only; default: your own).")
+    p:option("--keep-env-file", "Never touch the tokens recorded for this env file (repeatable).")
+      :count("*")
+    p:flag("--dry-run", "Show what would be revoked; change nothing.")
+    p:flag("-y --yes", "Do not ask before revoking (needed when standard input is not a terminal).")
+    cli.connection_options(p)
+    cli.quiet_option(p)
+  end, prune_cmd)
 end
 
 return M

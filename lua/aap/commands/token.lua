@@ -1,15 +1,14 @@
 --- `aap token create|refresh|list|show|revoke`: the lesson's workflows from the shell.
+-- The library modules (and through them the C core) are required inside the handlers:
+-- building the parser, for any command or --help, loads none of them.
 -- @module aap.commands.token
-local aap = require("aap")
-local workflow = require("aap.workflow")
-local state = require("aap.state")
 
 local M = {}
 
 local FORMATS = { "env", "shell", "json", "k8s-secret" }
 
 local function iso(t)
-  return t and aap.format_time(t) or "never"
+  return t and require("aap").format_time(t) or "never"
 end
 
 --- One line about a token, without its value.
@@ -46,6 +45,7 @@ local function destinations(args)
 end
 
 local function keys_for(args, kind)
+  local workflow = require("aap.workflow")
   local key = args.key or (kind == "personal" and workflow.KEYS.pat or workflow.KEYS.token)
   return key, args.refresh_key or workflow.KEYS.refresh
 end
@@ -74,9 +74,9 @@ end
 
 --- Checks every output flag before anything is sent, so a typo never costs a token.
 function M.check_output_flags(ctx, args)
-  local export = require("aap.export")
   for _, k in ipairs({ args.key or "AAP_PAT", args.refresh_key or "REFRESH_TOKEN" }) do validate_key(ctx, k) end
   if args.format == "k8s-secret" then
+    local export = require("aap.export")
     local ok, why = export.check_name(args.secret_name)
     if not ok then ctx:usage("%s", why) end
     if args.namespace then
@@ -87,6 +87,7 @@ function M.check_output_flags(ctx, args)
 end
 
 local function create(args, ctx)
+  local workflow, state = require("aap.workflow"), require("aap.state")
   local path, fmt = destinations(args)
   local kind = args.application and "application" or "personal"
   local key, rkey = keys_for(args, kind)
@@ -168,6 +169,7 @@ end
 -- fingerprint), it is of the kind asked for (and the application, when given by id), and it
 -- still works; else nil.
 function M.held_token(ctx, s, conn, path, doc, key, kind, app, org)
+  local workflow, state = require("aap.workflow"), require("aap.state")
   local value = doc:get(key)
   if not value or value == "" then return nil end
   local rec = (ctx:check(state.load(path)).keys[key]) or {}
@@ -187,7 +189,7 @@ end
 --- No token is made: the file's key keeps the one it holds (made by aap and working, or
 -- written by another aap run while this one waited for the file). Prints it when asked.
 function M.kept(ctx, path, key, rkey, doc, fmt, rec, why)
-  rec = rec or (ctx:check(state.load(path)).keys[key]) or {}
+  rec = rec or (ctx:check(require("aap.state").load(path)).keys[key]) or {}
   if fmt then
     local values = { { key, doc:get(key) } }
     if doc:get(rkey) and rec.kind == "application" then values[2] = { rkey, doc:get(rkey) } end
@@ -207,6 +209,7 @@ end
 M.message = function(err) return require("aap.cli").message(err) end
 
 local function refresh(args, ctx)
+  local workflow, state = require("aap.workflow"), require("aap.state")
   local path = args.env_file or os.getenv("AAP_ENV_FILE") or ".env"
   local key, rkey = keys_for(args, "application")
   M.check_output_flags(ctx, args)
@@ -362,6 +365,7 @@ local function show(args, ctx)
 end
 
 local function revoke(args, ctx)
+  local workflow, state = require("aap.workflow"), require("aap.state")
   if args.id and args.env_file then ctx:usage("give a token id or --env-file, not both") end
   if not args.id and not args.env_file then ctx:usage("give a token id or --env-file PATH") end
   local s, conn = ctx:connect()
@@ -434,51 +438,53 @@ end
 --- Registers the token sub-commands.
 function M.register(groups, cli)
   local token = groups.token
-  local c = token:command("create", "Create a PAT, or an application token with --application; verify it; save it.")
-  c:option("--application", "Application name or id: create an application token (superuser only).")
-  c:option("--organization", "Organization name or id, when the application's name is not unique.")
-  c:option("--description", "Token description.")
-  c:option("--scope", "read or write (default write)."):choices({ "read", "write" })
-  c:flag("--no-verify", "Skip the check that the new token works (GET me/ with it).")
-  c:flag("--replace", "Make a new token even when the env file's key holds a working one aap made; "
-    .. "revoke that one.")
-  output_options(c)
-  cli.connection_options(c)
-  cli.quiet_option(c)
-  cli.handler(c, create)
+  cli.command(token, "create", "Create a PAT, or an application token with --application; verify it; save it.",
+    function(c)
+      c:option("--application", "Application name or id: create an application token (superuser only).")
+      c:option("--organization", "Organization name or id, when the application's name is not unique.")
+      c:option("--description", "Token description.")
+      c:option("--scope", "read or write (default write)."):choices({ "read", "write" })
+      c:flag("--no-verify", "Skip the check that the new token works (GET me/ with it).")
+      c:flag("--replace", "Make a new token even when the env file's key holds a working one aap made; "
+        .. "revoke that one.")
+      output_options(c)
+      cli.connection_options(c)
+      cli.quiet_option(c)
+    end, create)
 
-  local r = token:command("refresh", "Refresh an application token with its refresh token; write the new pair.")
-  r:option("--env-file", "Env file holding the refresh token (default: AAP_ENV_FILE, else .env).")
-  r:option("--scope", "Ask for a narrower scope."):choices({ "read", "write" })
-  output_options(r, false)
-  cli.connection_options(r)
-  cli.quiet_option(r)
-  cli.handler(r, refresh)
+  cli.command(token, "refresh", "Refresh an application token with its refresh token; write the new pair.",
+    function(r)
+      r:option("--env-file", "Env file holding the refresh token (default: AAP_ENV_FILE, else .env).")
+      r:option("--scope", "Ask for a narrower scope."):choices({ "read", "write" })
+      output_options(r, false)
+      cli.connection_options(r)
+      cli.quiet_option(r)
+    end, refresh)
 
-  local l = token:command("list", "List tokens (values are never shown by the gateway).")
-  l:option("--application", "Only this application's tokens (name or id).")
-  l:option("--user", "Only this user's tokens (id; default: your own).")
-  l:flag("--all-users", "Every user's tokens (superusers only; default: your own).")
-  l:option("--kind", "personal or application."):choices({ "personal", "application" })
-  l:option("--format", "table or json."):choices({ "table", "json" }):default("table")
-  cli.connection_options(l)
-  cli.handler(l, list)
+  cli.command(token, "list", "List tokens (values are never shown by the gateway).", function(l)
+    l:option("--application", "Only this application's tokens (name or id).")
+    l:option("--user", "Only this user's tokens (id; default: your own).")
+    l:flag("--all-users", "Every user's tokens (superusers only; default: your own).")
+    l:option("--kind", "personal or application."):choices({ "personal", "application" })
+    l:option("--format", "table or json."):choices({ "table", "json" }):default("table")
+    cli.connection_options(l)
+  end, list)
 
-  local sh = token:command("show", "Show one token.")
-  sh:argument("id", "Token id."):convert(M.id_arg("a token id"))
-  sh:option("--format", "table or json."):choices({ "table", "json" }):default("table")
-  cli.connection_options(sh)
-  cli.handler(sh, show)
+  cli.command(token, "show", "Show one token.", function(sh)
+    sh:argument("id", "Token id."):convert(M.id_arg("a token id"))
+    sh:option("--format", "table or json."):choices({ "table", "json" }):default("table")
+    cli.connection_options(sh)
+  end, show)
 
-  local rv = token:command("revoke", "Revoke (DELETE) a token by id, or the one in an env file.")
-  rv:argument("id", "Token id."):args("?"):convert(M.id_arg("a token id",
-    " (the token in an env file is revoked with --env-file PATH)"))
-  rv:option("--env-file", "Revoke the token in this env file and remove it from the file.")
-  rv:option("--key", "Env key of the token (default AAP_TOKEN if present, else AAP_PAT).")
-  rv:option("--refresh-key", "Env key of the refresh token (default REFRESH_TOKEN).")
-  cli.connection_options(rv)
-  cli.quiet_option(rv)
-  cli.handler(rv, revoke)
+  cli.command(token, "revoke", "Revoke (DELETE) a token by id, or the one in an env file.", function(rv)
+    rv:argument("id", "Token id."):args("?"):convert(M.id_arg("a token id",
+      " (the token in an env file is revoked with --env-file PATH)"))
+    rv:option("--env-file", "Revoke the token in this env file and remove it from the file.")
+    rv:option("--key", "Env key of the token (default AAP_TOKEN if present, else AAP_PAT).")
+    rv:option("--refresh-key", "Env key of the refresh token (default REFRESH_TOKEN).")
+    cli.connection_options(rv)
+    cli.quiet_option(rv)
+  end, revoke)
 end
 
 return M
