@@ -274,6 +274,48 @@ describe("aap command", function()
       assert.equal(1, conns)
     end)
 
+    it("does the lesson's whole job with --pat --application: both tokens, one connection", function()
+      local path = helper.tmpdir() .. "/.env"
+      sim:clear_log()
+      local r = aap({ "token", "create", "--pat", "--application", "RHDH Integration", "--env-file", path })
+      assert.equal(0, r.code, r.stderr)
+      local log = sim:log()
+      local v = helper.source_env(path, { "AAP_PAT", "AAP_TOKEN", "REFRESH_TOKEN" })
+      assert.equal(200, bearer_status(v.AAP_PAT))
+      assert.equal(200, bearer_status(v.AAP_TOKEN))
+      assert.not_equal(v.AAP_PAT, v.AAP_TOKEN)
+      local st = cjson.decode(helper.readfile(path .. ".aap-state.json"))
+      assert.equal("personal", st.keys.AAP_PAT.kind)
+      assert.equal("application", st.keys.AAP_TOKEN.kind)
+      assert.equal(sim.seed.application.id, st.keys.AAP_TOKEN.application)
+      local seen, conns, lines = {}, 0, {}
+      for _, e in ipairs(log) do
+        if not seen[e.conn] then seen[e.conn] = true; conns = conns + 1 end
+        lines[#lines + 1] = e.method .. " " .. e.path:gsub("%?.*", "") .. " " .. e.auth
+      end
+      assert.same({ "POST /api/gateway/v1/tokens/ basic", "GET /api/gateway/v1/me/ bearer",
+                    "GET /api/gateway/v1/applications/ basic", "POST /api/gateway/v1/tokens/ basic",
+                    "GET /api/gateway/v1/me/ bearer" }, lines)
+      assert.equal(1, conns)
+      assert.equal(2, select(2, r.stdout:gsub("created ", "")))
+      no_secret(r, v.AAP_PAT, v.AAP_TOKEN, v.REFRESH_TOKEN)
+      -- run again: both kept, none made
+      local before = token_count()
+      local again = aap({ "token", "create", "--pat", "--application", "RHDH Integration", "--env-file", path })
+      assert.equal(0, again.code, again.stderr)
+      assert.equal(2, select(2, again.stdout:gsub("kept ", "")))
+      assert.equal(before, token_count())
+    end)
+
+    it("refuses --key with --pat --application before anything is sent", function()
+      sim:clear_log()
+      local r = aap({ "token", "create", "--pat", "--application", "RHDH Integration", "--key", "X",
+                      "--format", "env" })
+      assert.equal(1, r.code)
+      assert.matches("not with %-%-pat and %-%-application", r.stderr)
+      assert.equal(0, #sim:log())
+    end)
+
     it("sweeps the second copy of a create the connection dropped and libcurl sent again", function()
       local path = helper.tmpdir() .. "/.env"
       sim:fault({ kind = "drop", count = 1, method = "POST", path = "/api/gateway/v1/tokens/" })

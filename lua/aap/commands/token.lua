@@ -86,29 +86,23 @@ function M.check_output_flags(ctx, args)
   end
 end
 
-local function create(args, ctx)
+--- One token of a create: kept when the file's key holds a working one aap made (or another
+-- run wrote the key while this one waited), else made, verified and saved. Returns the
+-- values to print and the token (or record) they belong to; s and conn are opened on first use.
+local function create_one(args, ctx, job, sess)
   local workflow, state = require("aap.workflow"), require("aap.state")
-  local path, fmt = destinations(args)
-  local kind = args.application and "application" or "personal"
-  local key, rkey = keys_for(args, kind)
-  M.check_output_flags(ctx, args)
-  local doc = path and ctx:check(workflow.read_env(path)) -- fail before anything is created
-  local lock
-  if path then
-    local changed
-    lock, doc, changed = workflow.hold(path, doc, key)
-    ctx:check(lock, doc)
-    if changed then return M.kept_concurrent(ctx, path, key, rkey, doc, fmt) end
-  end
-  local s, conn = ctx:connect()
-  local app = args.application
+  local path, key, rkey, doc = job.path, job.key, job.rkey, job.doc
+  if job.changed then return M.kept_concurrent(ctx, path, key, rkey, doc) end
+  if not sess.s then sess.s, sess.conn = ctx:connect() end
+  local s, conn = sess.s, sess.conn
+  local app = job.kind == "application" and args.application or nil
   if app and app:match("^%d+$") then app = tonumber(app) end
   local org = args.organization
   if org and org:match("^%d+$") then org = tonumber(org) end
-  local held = path and M.held_token(ctx, s, conn, path, doc, key, kind, app, org) or nil
+  local held = path and M.held_token(ctx, s, conn, path, doc, key, job.kind, app, org) or nil
   if held and not args.replace then
     -- Creating again would leave the file's token live and unused: one token per key.
-    return M.kept(ctx, path, key, rkey, doc, fmt, held, "already holds a working token aap made")
+    return M.kept(ctx, path, key, rkey, doc, held, "already holds a working token aap made")
   end
   local description = args.description or ("aap " .. os.date("!%Y-%m-%d"))
   local marker
@@ -116,7 +110,7 @@ local function create(args, ctx)
     -- Write-ahead: should the answer be lost, the token is found again by this marker.
     marker = workflow.new_marker()
     description = description:sub(1, 200) .. " " .. marker
-    ctx:check(workflow.begin_create(s, path, key, marker, kind, doc and doc:get(key)))
+    ctx:check(workflow.begin_create(s, path, key, marker, job.kind, doc and doc:get(key)))
   end
   local tok, err, warning = workflow.create(s, conn, {
     application = app, organization = org, scope = args.scope, verify = not args.no_verify,
@@ -144,7 +138,6 @@ local function create(args, ctx)
         " could not be deleted; revoke it with `aap token revoke " .. tok.id .. "`)")) })
     end
   end
-  if fmt then M.print_format(ctx, fmt, values, tok) end
   if held and held.id ~= tok.id then
     -- --replace: the file no longer holds the old token, which aap made: revoke it.
     local ok, derr = s:delete_token(held.id)
@@ -160,7 +153,43 @@ local function create(args, ctx)
   end
   local summary = M.summary("created", tok, path and (path .. " (" .. key ..
     (tok.refresh_token and (", " .. rkey) or "") .. ")"))
-  if fmt then ctx:info(summary) elseif not args.quiet then ctx:out(summary) end
+  if job.fmt then ctx:info(summary) elseif not args.quiet then ctx:out(summary) end
+  return values, tok
+end
+
+local function create(args, ctx)
+  local workflow = require("aap.workflow")
+  local path, fmt = destinations(args)
+  local kinds = {}
+  if args.pat or not args.application then kinds[#kinds + 1] = "personal" end
+  if args.application then kinds[#kinds + 1] = "application" end
+  if #kinds == 2 then
+    if args.key or args.refresh_key then
+      ctx:usage("--key and --refresh-key name one token's keys: not with --pat and --application together")
+    end
+    if fmt == "json" then
+      ctx:usage("--format json describes one token: not with --pat and --application together")
+    end
+  end
+  M.check_output_flags(ctx, args)
+  local first = path and ctx:check(workflow.read_env(path)) -- fail before anything is created
+  local lock, doc
+  if path then
+    lock, doc = workflow.hold(path, first)
+    ctx:check(lock, doc)
+  end
+  -- The PAT first, then the application token (the lesson's order), on one connection.
+  local sess, all, last = {}, {}, nil
+  for _, kind in ipairs(kinds) do
+    local key, rkey = keys_for(args, kind)
+    local job = { kind = kind, key = key, rkey = rkey, path = path, doc = doc, fmt = fmt,
+                  changed = path ~= nil and (first:get(key) or "") ~= (doc:get(key) or "") }
+    local values, tok = create_one(args, ctx, job, sess)
+    for _, kv in ipairs(values) do all[#all + 1] = kv end
+    last = tok
+    if path and #kinds == 2 then doc = ctx:check(workflow.read_env(path)) end
+  end
+  if fmt then M.print_format(ctx, fmt, all, last) end
   if lock then lock:unlock() end
   return 0
 end
@@ -187,23 +216,21 @@ function M.held_token(ctx, s, conn, path, doc, key, kind, app, org)
 end
 
 --- No token is made: the file's key keeps the one it holds (made by aap and working, or
--- written by another aap run while this one waited for the file). Prints it when asked.
-function M.kept(ctx, path, key, rkey, doc, fmt, rec, why)
+-- written by another aap run while this one waited for the file). Returns its values (to
+-- print when asked) and its record.
+function M.kept(ctx, path, key, rkey, doc, rec, why)
   rec = rec or (ctx:check(require("aap.state").load(path)).keys[key]) or {}
-  if fmt then
-    local values = { { key, doc:get(key) } }
-    if doc:get(rkey) and rec.kind == "application" then values[2] = { rkey, doc:get(rkey) } end
-    M.print_format(ctx, fmt, values, rec)
-  end
+  local values = { { key, doc:get(key) } }
+  if doc:get(rkey) and rec.kind == "application" then values[2] = { rkey, doc:get(rkey) } end
   local line = ("kept %s token id=%s in %s (%s): %s %s; created none (--replace makes a new one and "
     .. "revokes it)"):format(tostring(rec.kind or "?"), tostring(rec.id or "?"), path, key, key, why)
-  if fmt or ctx.args.quiet then ctx:info(line) else ctx:out(line) end
-  return 0
+  if ctx.args.format or ctx.args.show_token or ctx.args.quiet then ctx:info(line) else ctx:out(line) end
+  return values, rec
 end
 
 --- A create that waited for the env file while another aap run wrote the same key.
-function M.kept_concurrent(ctx, path, key, rkey, doc, fmt)
-  return M.kept(ctx, path, key, rkey, doc, fmt, nil, "was written by another aap run while this one waited")
+function M.kept_concurrent(ctx, path, key, rkey, doc)
+  return M.kept(ctx, path, key, rkey, doc, nil, "was written by another aap run while this one waited")
 end
 
 M.message = function(err) return require("aap.cli").message(err) end
@@ -441,6 +468,8 @@ function M.register(groups, cli)
   cli.command(token, "create", "Create a PAT, or an application token with --application; verify it; save it.",
     function(c)
       c:option("--application", "Application name or id: create an application token (superuser only).")
+      c:flag("--pat", "A PAT (the default without --application); with --application, both: the lesson's "
+        .. "whole job in one run, on one connection.")
       c:option("--organization", "Organization name or id, when the application's name is not unique.")
       c:option("--description", "Token description.")
       c:option("--scope", "read or write (default write)."):choices({ "read", "write" })
