@@ -223,6 +223,34 @@ F.file(B, "reference suite: read-only commands, create", function()
         F.untouched(ref, world)
       end)
 
+    case("the lesson's whole job in one run (--pat --application): a PAT and an application token, both live",
+      function(ref, world)
+        local app = ref.seed.applications["RHDH Integration"]
+        local path = world.dir .. "/.env"
+        local r = F.aap("admin", { "token", "create", "--pat", "--application", "RHDH Integration",
+                                   "--env-file", path })
+        F.ok(r, "token create --pat --application NAME")
+        local pat, pid = F.file_token(ref, path, "AAP_PAT")
+        local value, id = F.file_token(ref, path, "AAP_TOKEN")
+        assert.not_equal(pid, id)
+        local rows = F.rows(ref)
+        assert.is_nil(rows[pid].application_id ~= cjson.null and rows[pid].application_id or nil)
+        assert.equal(app.id, math.tointeger(rows[id].application_id))
+        assert.is_true(ref:refresh_alive(F.get(path, "REFRESH_TOKEN")))
+        local st = F.state(path)
+        assert.equal(pid, math.tointeger(st.keys.AAP_PAT.id))
+        assert.equal(id, math.tointeger(st.keys.AAP_TOKEN.id))
+        F.no_secrets(r, { pat, value, F.get(path, "REFRESH_TOKEN") })
+        F.expect_ids(ref, F.union(world.ids, { pid, id }))
+        -- again: both kept, nothing made or deleted
+        r = F.aap("admin", { "token", "create", "--pat", "--application", "RHDH Integration", "--env-file", path })
+        F.ok(r, "token create --pat --application NAME, again")
+        assert.equal(pat, F.get(path, "AAP_PAT"))
+        assert.equal(value, F.get(path, "AAP_TOKEN"))
+        F.expect_ids(ref, F.union(world.ids, { pid, id }))
+        F.untouched(ref, world)
+      end)
+
     case("an application token by id, with --key/--refresh-key and --format json", function(ref, world)
       local app = ref.seed.applications["RHDH Integration"]
       local path = world.dir .. "/.env"
