@@ -53,6 +53,161 @@ describe("bench harness", function()
     end)
   end)
 
+  describe("delayproxy (the remote gateway's link)", function()
+    local socket = require("socket")
+    -- A sequential echo server (one connection after another, each echoed until its EOF, then
+    -- closed), bounded by a connection count and a 20 s deadline.
+    local ECHO = [[
+local socket = require("socket")
+local srv = assert(socket.bind("127.0.0.1", 0))
+io.stdout:write(select(2, srv:getsockname()), "\n")
+io.stdout:flush()
+local deadline = socket.gettime() + 20
+srv:settimeout(20)
+for _ = 1, tonumber(arg[1]) do
+  local c = srv:accept()
+  if not c then break end
+  c:settimeout(0)
+  while socket.gettime() < deadline do
+    socket.select({ c }, nil, 1)
+    local data, err, partial = c:receive(65536)
+    local got = data or partial
+    if got and #got > 0 then c:settimeout(5); c:send(got); c:settimeout(0) end
+    if err == "closed" then break end
+  end
+  c:close()
+end
+]]
+    local bin, echo_h, echo_port
+    local function start_echo(n)
+      local script = tmp .. "/echo.lua"
+      lib.writefile(script, ECHO)
+      echo_h = assert(io.popen("exec lua5.4 " .. lib.shquote(script) .. " " .. n, "r"))
+      echo_port = tonumber(echo_h:read("l"))
+      assert(echo_port, "the echo server did not start")
+    end
+    before_each(function() bin = lib.build_delayproxy(BUILD) end)
+    after_each(function()
+      lib.cleanup()
+      if echo_h then echo_h:close() end -- the echo server ends after its connections
+      echo_h = nil
+    end)
+
+    local function connect(port)
+      local c = assert(socket.tcp())
+      c:settimeout(5)
+      assert(c:connect("127.0.0.1", port))
+      return c
+    end
+
+    -- Sends `data` in 4 KiB pieces while reading what comes back, then EOF; returns all it read.
+    local function echo_through(port, data)
+      local c = connect(port)
+      local got = {}
+      local function drain(wait)
+        c:settimeout(wait)
+        local d, err, partial = c:receive(65536)
+        local s = d or partial
+        if s and #s > 0 then got[#got + 1] = s end
+        return err
+      end
+      for i = 1, #data, 4096 do
+        c:settimeout(5)
+        assert(c:send(data:sub(i, i + 4095)))
+        drain(0)
+      end
+      c:shutdown("send")
+      repeat local err = drain(5) until err == "closed"
+      c:close()
+      return table.concat(got)
+    end
+
+    it("forwards bytes intact and in order both ways, and counts the connections", function()
+      start_echo(3)
+      local px = lib.start_proxy(bin, echo_port, 0, { deadline = 30 })
+      local data = {}
+      for i = 1, 200000 do data[i] = string.char((i * 7 + i // 256) % 256) end
+      data = table.concat(data)
+      for _ = 1, 3 do assert.equal(data, echo_through(px.port, data)) end
+      local st
+      for _ = 1, 100 do -- the closes travel after the data; wait for the counts to settle
+        st = px.stats()
+        if st.active == 0 then break end
+        socket.select(nil, nil, 0.02)
+      end
+      assert.equal(3, st.accepted)
+      assert.equal(0, st.active)
+      assert.equal(3 * #data, st.bytes_up)
+      assert.equal(3 * #data, st.bytes_down)
+    end)
+
+    it("adds a round trip for the connection and one per exchange", function()
+      start_echo(1)
+      local px = lib.start_proxy(bin, echo_port, 200, { deadline = 30 })
+      local t0 = socket.gettime()
+      local c = connect(px.port)
+      assert(c:send("ping\n"))
+      assert.equal("ping", c:receive("*l"))
+      local t1 = socket.gettime()
+      assert(c:send("pong\n"))
+      assert.equal("pong", c:receive("*l"))
+      local t2 = socket.gettime()
+      c:close()
+      -- Delays only ever add: a slow machine can only make these longer.
+      assert.is_true(t1 - t0 >= 0.39, ("connect + first exchange took %.3f s"):format(t1 - t0))
+      assert.is_true(t2 - t1 >= 0.19, ("second exchange took %.3f s"):format(t2 - t1))
+      assert.equal(1, px.accepted())
+    end)
+
+    it("serves at most --max-conns at once: the next waits until one closes", function()
+      start_echo(2)
+      local px = lib.start_proxy(bin, echo_port, 0, { deadline = 30, max_conns = 1 })
+      local a = connect(px.port)
+      assert(a:send("a\n"))
+      assert.equal("a", a:receive("*l"))
+      local b = connect(px.port) -- the kernel's backlog takes it; the proxy does not serve it yet
+      assert(b:send("b\n"))
+      b:settimeout(0.3)
+      local line, err = b:receive("*l")
+      assert.is_nil(line)
+      assert.equal("timeout", err)
+      assert.equal(1, px.accepted())
+      a:close()
+      b:settimeout(5)
+      assert.equal("b", b:receive("*l"))
+      b:close()
+      assert.equal(2, px.accepted())
+    end)
+
+    it("stops at its deadline, and when told", function()
+      start_echo(0)
+      local px = lib.start_proxy(bin, echo_port, 0, { deadline = 0.3 })
+      -- Gone, or a zombie (exited; its parent, this process, reaps it in px.stop).
+      local function alive(pid)
+        local st = lib.readfile("/proc/" .. pid .. "/stat")
+        return st ~= nil and not st:match("^%d+ %b() Z")
+      end
+      local gone = false
+      for _ = 1, 250 do
+        if not alive(px.pid) then gone = true break end
+        socket.select(nil, nil, 0.02)
+      end
+      assert.is_true(gone, "delayproxy still runs after its deadline")
+      px.stop()
+      local px2 = lib.start_proxy(bin, echo_port, 0, { deadline = 30 })
+      assert.is_true(alive(px2.pid))
+      px2.stop()
+      assert.is_false(alive(px2.pid))
+    end)
+
+    it("refuses bad arguments", function()
+      for _, args in ipairs({ "", "--rtt-ms 1", "--target 127.0.0.1:1", "--target nohost --rtt-ms 1",
+                              "--target 127.0.0.1:1 --rtt-ms -1", "--target 127.0.0.1:1 --rtt-ms 1 --max-conns 0" }) do
+        assert.is_falsy(os.execute(lib.shquote(bin) .. " " .. args .. " >/dev/null 2>&1"), args)
+      end
+    end)
+  end)
+
   describe("nginx with canned pages", function()
     it("answers ?page=N with page N (page 1 without it), and 404 past the end", function()
       local http = require("socket.http")
