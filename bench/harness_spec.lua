@@ -288,8 +288,29 @@ end
         local a = { maxrss_kib = 11000 + n, heap_peak_kib = 500 + n, count = n }
         return { n = n, each = e, all = a }
       end
+      -- The whole lesson through the proxy: aap 2 connections and 5 requests, the script 3 and 3
+      -- (9 round trips each over TLS 1.3); walls in seconds at 0, 20 and 80 ms.
+      local remote_walls = good and { { 0.02, 0.1 }, { 0.2, 0.45 }, { 0.79, 1.0 } }
+        or { { 0.05, 0.1 }, { 0.3, 0.4 }, { 1.0, 1.1 } }
+      local by_rtt = {}
+      for i, rtt in ipairs({ 0, 20, 80 }) do
+        local w = remote_walls[i]
+        by_rtt[tostring(rtt)] = { rtt_ms = rtt, runs = 3, launch = 0.003, by = {
+          aap = { wall = { w[1], w[1] * 1.1, w[1] * 0.9 }, requests = { 5, 5, 5 }, conns = { 2, 2, 2 },
+                  trace = { "connection 1: POST /api/gateway/v1/tokens/ → 201 (basic)" } },
+          lesson = { wall = { w[2], w[2] * 1.1, w[2] * 0.9 }, requests = { 3, 3, 3 }, conns = { 3, 3, 3 },
+                     trace = { "connection 2: POST /api/gateway/v1/tokens/ → 201 (basic)" } } } }
+      end
+      local calibration = {}
+      for _, rtt in ipairs({ 0, 20, 80 }) do
+        calibration[tostring(rtt)] = { n = 20, direct = 0.01, proxied = 0.01 + 21 * rtt / 1000, excess_per_rt = 1e-5,
+                                       late_avg = 1e-6, late_max = 1e-5 }
+      end
       return {
         seconds = 100, quick = false,
+        remote = { tls = "TLSv1.3", rtts = { 0, 20, 80 }, by_rtt = by_rtt, calibration = calibration,
+                   labels = { aap = "aap", lesson = "script" }, commands = { aap = "aap x", lesson = "lesson.sh" },
+                   process_start = { aap = 0.015, curl = 0.008, jq = 0.02 } },
         machine = { date = "2026-01-01 00:00 UTC", kernel = "Linux", os = "Debian 12", cpu = "CPU", cores = 2,
           mem_gib = 24, load = "0 0 0", commit = "abc1234", dirty = false, versions = { aap = "0.1.0",
           lua = "Lua 5.4.4", libcurl = "libcurl/7.88.1", curl = "curl 7.88.1", openssl = "OpenSSL 3",
@@ -329,7 +350,7 @@ end
       local md_path, png = report.write(results(true), tmp, tmp)
       local md = lib.readfile(md_path)
       assert.equal(0, rows(md, "| missed |"))
-      assert.equal(8, rows(md, "| met |"))
+      assert.equal(11, rows(md, "| met |"))
       assert.is_nil(md:find("Why", 1, true))
       assert.is_nil(md:find("nan", 1, true))
       assert.equal("\137PNG", lib.readfile(png):sub(1, 4))
@@ -337,8 +358,14 @@ end
 
     it("marks every target missed and explains each from the figures", function()
       local md = lib.readfile((report.write(results(false), tmp, tmp)))
-      assert.equal(8, rows(md, "| missed |"))
+      assert.equal(11, rows(md, "| missed |"))
       assert.equal(0, rows(md, "| met |"))
+      -- The whole lesson: 9 round trips each; at 20 ms aap's floor is 180 ms, the script's 400 ms
+      -- leaves aap 20 ms beyond it for 2×; at 80 ms aap's 1000 ms is 1.39× its 720 ms floor.
+      assert.truthy(md:find("aap's floor is 180.0 ms (2 connections × 2 + 5 requests = 9 round trips)", 1, true))
+      assert.truthy(md:find("To be 2.00× faster aap may spend 20.0 ms beyond its floor; it spent 120.0 ms", 1, true))
+      assert.truthy(md:find("aap within 1.30× of its floor — missed** (measured: 1.39×", 1, true))
+      assert.truthy(md:find("at 0 ms there is no network to save", 1, true))
       assert.truthy(md:find("Why me misses", 1, true))
       assert.truthy(md:find("Why page misses", 1, true))
       assert.truthy(md:find("the script's 100.0 ms", 1, true))

@@ -205,6 +205,12 @@ function M.min(xs)
   return m
 end
 
+function M.max(xs)
+  local m
+  for _, x in ipairs(xs) do if not m or x > m then m = x end end
+  return m
+end
+
 --- A free TCP port on 127.0.0.1 (the kernel's pick; a server that loses the race is retried).
 function M.free_port()
   local s = assert(socket.bind("127.0.0.1", 0))
