@@ -246,8 +246,8 @@ emulator's CPU from `/proc/PID/schedstat`, connections from the emulator's reque
     out[#out + 1] = (" Why, from the figures above: the script's %s go mostly to starting its six processes " ..
       "(bash, two curl, three jq; %s of CPU in all, a jq start alone is %s). aap's %s: %s of its own CPU, " ..
       "of which its start (`aap --version`) is %s, and %s of emulator CPU, for %d requests on %d TLS " ..
-      "connections against the script's %d on %d. aap detects the flavor (`GET ping/`) and proves the new " ..
-      "token with a second session that connects, handshakes and detects the flavor again%s.")
+      "connections against the script's %d on %d. aap proves the new token with `GET me/` before it writes " ..
+      "it (the requests below)%s.")
       :format(ms(d.lesson.script), ms(lib.median(s.cpu)), ms(ps.jq), ms(d.lesson.aap), ms(lib.median(a.cpu)),
         ms(ps.aap), ms(lib.median(a.server_cpu)), lib.median(a.requests), lib.median(a.conns),
         lib.median(s.requests), lib.median(s.conns),
