@@ -476,7 +476,7 @@ function M.remote(ctx)
     lib.shquote(certs.ca), sim.url)):match("SSL connection using (TLSv[%d.]+)")
   check(tls, "cannot tell the emulator's TLS version")
   local rtts = { 0, 20, 80 }
-  local reps = ctx.quick and { [0] = 5, [20] = 3, [80] = 3 } or { [0] = 21, [20] = 13, [80] = 9 }
+  local reps = ctx.quick and { [0] = 5, [20] = 3, [80] = 3 } or { [0] = 31, [20] = 21, [80] = 15 }
   local res = { rtts = rtts, by_rtt = {}, tls = tls }
   local cal_env = lib.envfile(ctx.tmp .. "/cal.env", client_env(ctx))
   res.calibration = calibrate(ctx, bin, cal_env, rtts)
