@@ -53,6 +53,161 @@ describe("bench harness", function()
     end)
   end)
 
+  describe("delayproxy (the remote gateway's link)", function()
+    local socket = require("socket")
+    -- A sequential echo server (one connection after another, each echoed until its EOF, then
+    -- closed), bounded by a connection count and a 20 s deadline.
+    local ECHO = [[
+local socket = require("socket")
+local srv = assert(socket.bind("127.0.0.1", 0))
+io.stdout:write(select(2, srv:getsockname()), "\n")
+io.stdout:flush()
+local deadline = socket.gettime() + 20
+srv:settimeout(20)
+for _ = 1, tonumber(arg[1]) do
+  local c = srv:accept()
+  if not c then break end
+  c:settimeout(0)
+  while socket.gettime() < deadline do
+    socket.select({ c }, nil, 1)
+    local data, err, partial = c:receive(65536)
+    local got = data or partial
+    if got and #got > 0 then c:settimeout(5); c:send(got); c:settimeout(0) end
+    if err == "closed" then break end
+  end
+  c:close()
+end
+]]
+    local bin, echo_h, echo_port
+    local function start_echo(n)
+      local script = tmp .. "/echo.lua"
+      lib.writefile(script, ECHO)
+      echo_h = assert(io.popen("exec lua5.4 " .. lib.shquote(script) .. " " .. n, "r"))
+      echo_port = tonumber(echo_h:read("l"))
+      assert(echo_port, "the echo server did not start")
+    end
+    before_each(function() bin = lib.build_delayproxy(BUILD) end)
+    after_each(function()
+      lib.cleanup()
+      if echo_h then echo_h:close() end -- the echo server ends after its connections
+      echo_h = nil
+    end)
+
+    local function connect(port)
+      local c = assert(socket.tcp())
+      c:settimeout(5)
+      assert(c:connect("127.0.0.1", port))
+      return c
+    end
+
+    -- Sends `data` in 4 KiB pieces while reading what comes back, then EOF; returns all it read.
+    local function echo_through(port, data)
+      local c = connect(port)
+      local got = {}
+      local function drain(wait)
+        c:settimeout(wait)
+        local d, err, partial = c:receive(65536)
+        local s = d or partial
+        if s and #s > 0 then got[#got + 1] = s end
+        return err
+      end
+      for i = 1, #data, 4096 do
+        c:settimeout(5)
+        assert(c:send(data:sub(i, i + 4095)))
+        drain(0)
+      end
+      c:shutdown("send")
+      repeat local err = drain(5) until err == "closed"
+      c:close()
+      return table.concat(got)
+    end
+
+    it("forwards bytes intact and in order both ways, and counts the connections", function()
+      start_echo(3)
+      local px = lib.start_proxy(bin, echo_port, 0, { deadline = 30 })
+      local data = {}
+      for i = 1, 200000 do data[i] = string.char((i * 7 + i // 256) % 256) end
+      data = table.concat(data)
+      for _ = 1, 3 do assert.equal(data, echo_through(px.port, data)) end
+      local st
+      for _ = 1, 100 do -- the closes travel after the data; wait for the counts to settle
+        st = px.stats()
+        if st.active == 0 then break end
+        socket.select(nil, nil, 0.02)
+      end
+      assert.equal(3, st.accepted)
+      assert.equal(0, st.active)
+      assert.equal(3 * #data, st.bytes_up)
+      assert.equal(3 * #data, st.bytes_down)
+    end)
+
+    it("adds a round trip for the connection and one per exchange", function()
+      start_echo(1)
+      local px = lib.start_proxy(bin, echo_port, 200, { deadline = 30 })
+      local t0 = socket.gettime()
+      local c = connect(px.port)
+      assert(c:send("ping\n"))
+      assert.equal("ping", c:receive("*l"))
+      local t1 = socket.gettime()
+      assert(c:send("pong\n"))
+      assert.equal("pong", c:receive("*l"))
+      local t2 = socket.gettime()
+      c:close()
+      -- Delays only ever add: a slow machine can only make these longer.
+      assert.is_true(t1 - t0 >= 0.39, ("connect + first exchange took %.3f s"):format(t1 - t0))
+      assert.is_true(t2 - t1 >= 0.19, ("second exchange took %.3f s"):format(t2 - t1))
+      assert.equal(1, px.accepted())
+    end)
+
+    it("serves at most --max-conns at once: the next waits until one closes", function()
+      start_echo(2)
+      local px = lib.start_proxy(bin, echo_port, 0, { deadline = 30, max_conns = 1 })
+      local a = connect(px.port)
+      assert(a:send("a\n"))
+      assert.equal("a", a:receive("*l"))
+      local b = connect(px.port) -- the kernel's backlog takes it; the proxy does not serve it yet
+      assert(b:send("b\n"))
+      b:settimeout(0.3)
+      local line, err = b:receive("*l")
+      assert.is_nil(line)
+      assert.equal("timeout", err)
+      assert.equal(1, px.accepted())
+      a:close()
+      b:settimeout(5)
+      assert.equal("b", b:receive("*l"))
+      b:close()
+      assert.equal(2, px.accepted())
+    end)
+
+    it("stops at its deadline, and when told", function()
+      start_echo(0)
+      local px = lib.start_proxy(bin, echo_port, 0, { deadline = 0.3 })
+      -- Gone, or a zombie (exited; its parent, this process, reaps it in px.stop).
+      local function alive(pid)
+        local st = lib.readfile("/proc/" .. pid .. "/stat")
+        return st ~= nil and not st:match("^%d+ %b() Z")
+      end
+      local gone = false
+      for _ = 1, 250 do
+        if not alive(px.pid) then gone = true break end
+        socket.select(nil, nil, 0.02)
+      end
+      assert.is_true(gone, "delayproxy still runs after its deadline")
+      px.stop()
+      local px2 = lib.start_proxy(bin, echo_port, 0, { deadline = 30 })
+      assert.is_true(alive(px2.pid))
+      px2.stop()
+      assert.is_false(alive(px2.pid))
+    end)
+
+    it("refuses bad arguments", function()
+      for _, args in ipairs({ "", "--rtt-ms 1", "--target 127.0.0.1:1", "--target nohost --rtt-ms 1",
+                              "--target 127.0.0.1:1 --rtt-ms -1", "--target 127.0.0.1:1 --rtt-ms 1 --max-conns 0" }) do
+        assert.is_falsy(os.execute(lib.shquote(bin) .. " " .. args .. " >/dev/null 2>&1"), args)
+      end
+    end)
+  end)
+
   describe("nginx with canned pages", function()
     it("answers ?page=N with page N (page 1 without it), and 404 past the end", function()
       local http = require("socket.http")
@@ -133,8 +288,29 @@ describe("bench harness", function()
         local a = { maxrss_kib = 11000 + n, heap_peak_kib = 500 + n, count = n }
         return { n = n, each = e, all = a }
       end
+      -- The whole lesson through the proxy: aap 2 connections and 5 requests, the script 3 and 3
+      -- (9 round trips each over TLS 1.3); walls in seconds at 0, 20 and 80 ms.
+      local remote_walls = good and { { 0.02, 0.1 }, { 0.2, 0.45 }, { 0.79, 1.0 } }
+        or { { 0.05, 0.1 }, { 0.3, 0.4 }, { 1.0, 1.1 } }
+      local by_rtt = {}
+      for i, rtt in ipairs({ 0, 20, 80 }) do
+        local w = remote_walls[i]
+        by_rtt[tostring(rtt)] = { rtt_ms = rtt, runs = 3, launch = 0.003, by = {
+          aap = { wall = { w[1], w[1] * 1.1, w[1] * 0.9 }, requests = { 5, 5, 5 }, conns = { 2, 2, 2 },
+                  trace = { "connection 1: POST /api/gateway/v1/tokens/ → 201 (basic)" } },
+          lesson = { wall = { w[2], w[2] * 1.1, w[2] * 0.9 }, requests = { 3, 3, 3 }, conns = { 3, 3, 3 },
+                     trace = { "connection 2: POST /api/gateway/v1/tokens/ → 201 (basic)" } } } }
+      end
+      local calibration = {}
+      for _, rtt in ipairs({ 0, 20, 80 }) do
+        calibration[tostring(rtt)] = { n = 20, direct = 0.01, proxied = 0.01 + 21 * rtt / 1000, excess_per_rt = 1e-5,
+                                       late_avg = 1e-6, late_max = 1e-5 }
+      end
       return {
         seconds = 100, quick = false,
+        remote = { tls = "TLSv1.3", rtts = { 0, 20, 80 }, by_rtt = by_rtt, calibration = calibration,
+                   labels = { aap = "aap", lesson = "script" }, commands = { aap = "aap x", lesson = "lesson.sh" },
+                   process_start = { aap = 0.015, curl = 0.008, jq = 0.02 } },
         machine = { date = "2026-01-01 00:00 UTC", kernel = "Linux", os = "Debian 12", cpu = "CPU", cores = 2,
           mem_gib = 24, load = "0 0 0", commit = "abc1234", dirty = false, versions = { aap = "0.1.0",
           lua = "Lua 5.4.4", libcurl = "libcurl/7.88.1", curl = "curl 7.88.1", openssl = "OpenSSL 3",
@@ -174,7 +350,7 @@ describe("bench harness", function()
       local md_path, png = report.write(results(true), tmp, tmp)
       local md = lib.readfile(md_path)
       assert.equal(0, rows(md, "| missed |"))
-      assert.equal(8, rows(md, "| met |"))
+      assert.equal(11, rows(md, "| met |"))
       assert.is_nil(md:find("Why", 1, true))
       assert.is_nil(md:find("nan", 1, true))
       assert.equal("\137PNG", lib.readfile(png):sub(1, 4))
@@ -182,8 +358,14 @@ describe("bench harness", function()
 
     it("marks every target missed and explains each from the figures", function()
       local md = lib.readfile((report.write(results(false), tmp, tmp)))
-      assert.equal(8, rows(md, "| missed |"))
+      assert.equal(11, rows(md, "| missed |"))
       assert.equal(0, rows(md, "| met |"))
+      -- The whole lesson: 9 round trips each; at 20 ms aap's floor is 180 ms, the script's 400 ms
+      -- leaves aap 20 ms beyond it for 2×; at 80 ms aap's 1000 ms is 1.39× its 720 ms floor.
+      assert.truthy(md:find("aap's floor is 180.0 ms (2 connections × 2 + 5 requests = 9 round trips)", 1, true))
+      assert.truthy(md:find("To be 2.00× faster aap may spend 20.0 ms beyond its floor; it spent 120.0 ms", 1, true))
+      assert.truthy(md:find("aap within 1.30× of its floor — missed** (measured: 1.39×", 1, true))
+      assert.truthy(md:find("at 0 ms there is no network to save", 1, true))
       assert.truthy(md:find("Why me misses", 1, true))
       assert.truthy(md:find("Why page misses", 1, true))
       assert.truthy(md:find("the script's 100.0 ms", 1, true))

@@ -205,6 +205,12 @@ function M.min(xs)
   return m
 end
 
+function M.max(xs)
+  local m
+  for _, x in ipairs(xs) do if not m or x > m then m = x end end
+  return m
+end
+
 --- A free TCP port on 127.0.0.1 (the kernel's pick; a server that loses the race is retried).
 function M.free_port()
   local s = assert(socket.bind("127.0.0.1", 0))
@@ -320,6 +326,54 @@ function M.start_sim(args)
   local sim = helper.start_sim({ args = args })
   M.on_cleanup(function() sim:stop() end)
   return sim
+end
+
+--- Builds bench/delayproxy.c (bench/run.sh does the same) when `bin` is missing or older.
+function M.build_delayproxy(build)
+  local bin = (build or (ROOT .. "/build")) .. "/bench/delayproxy"
+  local src = ROOT .. "/bench/delayproxy.c"
+  local ok = os.execute(("mkdir -p %s && { [ %s -nt %s ] || cc -std=c99 -O2 -Wall -Wextra -o %s %s; }"):format(
+    shquote(bin:match("^(.*)/")), shquote(bin), shquote(src), shquote(bin), shquote(src)))
+  assert(ok, "cannot build delayproxy")
+  return bin
+end
+
+--- Starts bench/delayproxy (built at `bin`) on a loopback ephemeral port, forwarding to
+-- 127.0.0.1:target_port with rtt_ms of round trip (see the model in bench/delayproxy.c).
+-- Returns {port =, url = function(scheme), accepted = function() -> connections so far,
+-- stats = function() -> {accepted, active, bytes_up, bytes_down}, stop =}. It stops on its own
+-- at `deadline` seconds (default 600) or if this process goes away.
+function M.start_proxy(bin, target_port, rtt_ms, opts)
+  opts = opts or {}
+  local dir = M.tmpdir("proxy")
+  local stats, errlog = dir .. "/stats", dir .. "/err"
+  local argv = { bin, "--target", "127.0.0.1:" .. target_port, "--rtt-ms", tostring(rtt_ms), "--stats", stats,
+                 "--deadline", tostring(opts.deadline or 600), "--max-conns", tostring(opts.max_conns or 64),
+                 "--spin-us", tostring(opts.spin_us or 300) }
+  local h = assert(io.popen(("echo $$; exec %s 2>%s"):format(M.cmdline(argv), shquote(errlog)), "r"))
+  local pid = h:read("l")
+  local line = h:read("l") or ""
+  local port = tonumber(line:match("^listening 127%.0%.0%.1:(%d+)$"))
+  local px = { pid = pid, port = port, rtt_ms = rtt_ms }
+  function px.stop()
+    if not h then return end
+    os.execute("kill -TERM " .. pid .. " 2>/dev/null")
+    h:close()
+    h = nil
+  end
+  M.on_cleanup(px.stop)
+  if not port then
+    px.stop()
+    error("delayproxy did not start: " .. line .. " " .. (M.readfile(errlog) or ""))
+  end
+  function px.url(scheme) return (scheme or "http") .. "://127.0.0.1:" .. port end
+  function px.stats()
+    local t = {}
+    for k, v in (M.readfile(stats) or ""):gmatch("([%w_]+) (%d+)") do t[k] = tonumber(v) end
+    return t
+  end
+  function px.accepted() return px.stats().accepted end
+  return px
 end
 
 --- Asserts a control call answered 2xx and returns its body.

@@ -10,7 +10,11 @@ M.TARGETS = {
   lesson = 3,      -- the curl + jq script at least 3x slower than aap
   listing = 1.5,   -- listing time at most 1.5x the limit (pages / concurrency x latency)
   rss_mib = 10,    -- peak memory of the aap command under 10 MiB
+  remote_0 = 4,    -- the whole lesson on loopback: the script at least 4x slower than aap
+  remote_20 = 2,   -- ... at 20 ms of round trip: at least 2x slower
+  remote_floor = 1.3, -- ... at 80 ms: aap within 1.3x its network floor
 }
+M.REMOTE_FLOOR_RTT = "80" -- the round trip at which aap's ratio to its floor is held to the target
 
 local function fmt_int(n)
   local s = ("%d"):format(math.floor(n + 0.5))
@@ -35,6 +39,9 @@ local function sum(t)
   for _, v in pairs(t) do s = s + v end
   return s
 end
+
+--- The key of a round trip time in the remote results ("20"), from an integer or a float.
+local function rtt_key(rtt) return ("%d"):format(rtt) end
 
 --- The derived figures (ratios and verdicts) that both the summary and the sections use.
 local function derive(r)
@@ -67,6 +74,30 @@ local function derive(r)
         d.listing[name].nginx_limit = nlimit
         d.listing[name].nginx_ratio = s.nginx_seconds / nlimit
       end
+    end
+  end
+  if r.remote then
+    -- The floor: what the network alone costs, (connections x handshake round trips + requests)
+    -- x RTT, where a handshake is TCP's round trip plus TLS's (1 for TLS 1.3, 2 for TLS 1.2).
+    local hs = 1 + (r.remote.tls == "TLSv1.3" and 1 or 2)
+    d.remote = { handshake_rtts = hs }
+    for _, rtt in ipairs(r.remote.rtts) do
+      local x = r.remote.by_rtt[rtt_key(rtt)]
+      local e = { rtt_ms = rtt }
+      for name, b in pairs(x.by) do
+        local c = { wall = lib.median(b.wall), min = lib.min(b.wall), max = lib.max(b.wall),
+                    requests = lib.median(b.requests), conns = lib.median(b.conns) }
+        c.round_trips = c.conns * hs + c.requests
+        c.floor = c.round_trips * rtt / 1000
+        c.ratio = rtt > 0 and c.wall / c.floor or nil
+        c.beyond = c.wall - c.floor
+        e[name] = c
+      end
+      e.speedup = e.lesson.wall / e.aap.wall
+      -- What the script's wall time over aap's floor is: the ratio an aap costing nothing on
+      -- the machine would reach (nil at 0 ms, where the floor is nothing).
+      e.best = rtt > 0 and e.lesson.wall / e.aap.floor or nil
+      d.remote[rtt_key(rtt)] = e
     end
   end
   if r.startup then
@@ -215,8 +246,8 @@ emulator's CPU from `/proc/PID/schedstat`, connections from the emulator's reque
     out[#out + 1] = (" Why, from the figures above: the script's %s go mostly to starting its six processes " ..
       "(bash, two curl, three jq; %s of CPU in all, a jq start alone is %s). aap's %s: %s of its own CPU, " ..
       "of which its start (`aap --version`) is %s, and %s of emulator CPU, for %d requests on %d TLS " ..
-      "connections against the script's %d on %d. aap detects the flavor (`GET ping/`) and proves the new " ..
-      "token with a second session that connects, handshakes and detects the flavor again%s.")
+      "connections against the script's %d on %d. aap proves the new token with `GET me/` before it writes " ..
+      "it (the requests below)%s.")
       :format(ms(d.lesson.script), ms(lib.median(s.cpu)), ms(ps.jq), ms(d.lesson.aap), ms(lib.median(a.cpu)),
         ms(ps.aap), ms(lib.median(a.server_cpu)), lib.median(a.requests), lib.median(a.conns),
         lib.median(s.requests), lib.median(s.conns),
@@ -396,7 +427,151 @@ local function section_startup(out, r, d)
   out[#out + 1] = "\n"
 end
 
---- The chart: four panels, one per benchmark.
+local function section_remote(out, r, d)
+  local x, dr = r.remote, d.remote
+  local hs = dr.handshake_rtts
+  local first = x.by_rtt[rtt_key(x.rtts[1])]
+  local names = { "aap", "lesson" }
+  local runs = {}
+  for _, rtt in ipairs(x.rtts) do
+    runs[#runs + 1] = ("%d at %d ms"):format(#x.by_rtt[rtt_key(rtt)].by.aap.wall, rtt)
+  end
+  out[#out + 1] = "## 5. The whole lesson on a remote gateway\n"
+  out[#out + 1] = ([[
+The lesson's whole job — a personal access token saved as `AAP_PAT`, then the `RHDH Integration`
+application looked up by name and an application token saved as `AAP_TOKEN` and `REFRESH_TOKEN`,
+all in one env file — done by aap in two commands (`%s`, TLS verified with the emulator's CA in
+`AAP_CA_FILE`) and by the lesson's script (`%s`: `curl -sk` per request, jq per value, `>> .env`).
+The emulator serves HTTPS (`aap sim --tls-cert/--tls-key`; it negotiated %s with curl) behind
+`bench/delayproxy`, which puts it a round trip time (RTT) away: every chunk of bytes is delayed
+by RTT/2 each way, and a new connection's first bytes by one RTT more, for the TCP handshake its
+`connect()` skipped on loopback.
+
+Each run writes a fresh env file that must hold each of the three keys once, with a value no
+other run or key holds, and both access tokens must then work (`GET me/` with each, asked of the
+emulator directly), so a failing run cannot be measured. TCP connections: what the proxy
+accepted during the run (checked against the distinct connection ids of the emulator's request
+log); requests: the emulator's log. Wall time: the whole command line (`env -i`, `sh`, the env
+file sourced: %s by itself), median of %s, the contenders interleaved and alternating who goes
+first; spread: least to most.
+
+The floor is what the network alone costs: (connections × %d + requests) × RTT. A new
+connection costs one round trip for TCP and %d for the TLS handshake (%s; TLS 1.2 takes two, so
+on a TLS 1.2 gateway every connection would cost %d), and each request one more, since both
+contenders make their requests one after another. Nothing done on the machine (process starts,
+the key exchange's arithmetic, JSON) is in it: "beyond the floor" is that share, which should
+stay the same at every RTT if the model holds.
+]]):format(x.commands.aap, x.commands.lesson, x.tls, ms(first.launch), table.concat(runs, ", "), hs, hs - 1,
+    x.tls == "TLSv1.3" and "one round trip for TLS 1.3, measured here" or ("two for " .. x.tls .. ", measured here"),
+    hs + (x.tls == "TLSv1.3" and 1 or 0))
+  out[#out + 1] = "| RTT | contender | wall, median | spread | requests | TCP connections | round trips | floor | " ..
+    "× floor | beyond the floor |"
+  out[#out + 1] = "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+  for _, rtt in ipairs(x.rtts) do
+    local e = dr[rtt_key(rtt)]
+    for _, name in ipairs(names) do
+      local c = e[name]
+      out[#out + 1] = ("| %d ms | %s | %s | %s – %s | %d | %d | %d | %s | %s | %s |"):format(rtt, x.labels[name],
+        ms(c.wall), ms(c.min), ms(c.max), c.requests, c.conns, c.round_trips, ms(c.floor),
+        c.ratio and ratio(c.ratio) or "—", ms(c.beyond))
+    end
+  end
+  out[#out + 1] = ""
+  out[#out + 1] = "| RTT | aap | script | script ÷ aap | script ÷ aap's floor (aap costing nothing locally) |"
+  out[#out + 1] = "|---:|---:|---:|---:|---:|"
+  for _, rtt in ipairs(x.rtts) do
+    local e = dr[rtt_key(rtt)]
+    out[#out + 1] = ("| %d ms | %s | %s | %s | %s |"):format(rtt, ms(e.aap.wall), ms(e.lesson.wall), ratio(e.speedup),
+      e.best and ratio(e.best) or "—")
+  end
+  out[#out + 1] = ""
+  if x.calibration then
+    out[#out + 1] = "The proxy itself, measured: `bench/rawcurl` making N GETs on one plain HTTP connection to " ..
+      "nginx, directly and through the proxy (median of interleaved runs). The model adds (N + 1) × RTT; the " ..
+      "excess is what the proxy adds beyond it, per round trip, and the lateness how late its chunks left " ..
+      "(its own count).\n"
+    out[#out + 1] = "| RTT | N | direct | through the proxy | the model adds | excess per round trip | " ..
+      "lateness, mean / most |"
+    out[#out + 1] = "|---:|---:|---:|---:|---:|---:|---:|"
+    for _, rtt in ipairs(x.rtts) do
+      local c = x.calibration[rtt_key(rtt)]
+      out[#out + 1] = ("| %d ms | %d | %s | %s | %s | %.3f ms | %.3f / %.3f ms |"):format(rtt, c.n, ms(c.direct),
+        ms(c.proxied), ms((c.n + 1) * rtt / 1000), 1000 * c.excess_per_rt, 1000 * c.late_avg, 1000 * c.late_max)
+    end
+    out[#out + 1] = ""
+  end
+  local function round_trips(c) return ("%d connections × %d + %d requests = %d round trips"):format(c.conns, hs,
+    c.requests, c.round_trips) end
+  local z = dr["0"]
+  local function plural(n, word) return ("%d %s%s"):format(n, word, n == 1 and "" or "s") end
+  for _, v in ipairs({ { rtt = "0", target = M.TARGETS.remote_0 }, { rtt = "20", target = M.TARGETS.remote_20 } }) do
+    local e = dr[v.rtt]
+    if e then
+      local met = e.speedup >= v.target
+      local para = { ("**Target: at %s ms of round trip, the script at least %s slower than aap — %s** " ..
+        "(measured: %s, %s against %s)."):format(v.rtt, ratio(v.target), yes(met), ratio(e.speedup), ms(e.aap.wall),
+        ms(e.lesson.wall)) }
+      local ps = x.process_start
+      if not met and v.rtt == "0" then
+        para[#para + 1] = (" Why, from the figures: at 0 ms there is no network to save, and the wall time is " ..
+          "what the machine does. aap's %s are two `aap` processes under one `bash -c` (each starts Lua and " ..
+          "loads libcurl and OpenSSL, then makes its requests on one TLS connection: %s on %s in all); " ..
+          "the script's %s are bash, three curl and four jq processes, %s on %s%s. The machine's load " ..
+          "average at the start was %s.")
+          :format(ms(e.aap.wall), plural(e.aap.requests, "request"), plural(e.aap.conns, "connection"),
+            ms(e.lesson.wall), plural(e.lesson.requests, "request"), plural(e.lesson.conns, "TLS connection"),
+            ps and ("; one process start alone (hyperfine, median) is " .. ms(ps.aap) ..
+              " for Lua loading aap's C core (`lua5.4 -e \"require'aap'\"`), " .. ms(ps.curl) ..
+              " for `curl --version` and " .. ms(ps.jq) .. " for `jq -n 1`, so starts alone come to " ..
+              ms(2 * ps.aap) .. " of aap's time and " .. ms(3 * ps.curl + 4 * ps.jq) .. " of the script's") or "",
+            r.machine.load)
+      elseif not met then
+        para[#para + 1] = (" Why, from the figures: aap's floor is %s (%s), the script's %s (%s). aap opens " ..
+          "%s fewer but makes %s more (each `token create` proves its new token with `GET me/` before " ..
+          "writing it; the requests below).")
+          :format(ms(e.aap.floor), round_trips(e.aap), ms(e.lesson.floor), round_trips(e.lesson),
+            plural(e.lesson.conns - e.aap.conns, "connection"), plural(e.aap.requests - e.lesson.requests, "request"))
+        local need = e.lesson.wall / v.target - e.aap.floor
+        if need <= 0 then
+          para[#para + 1] = (" The script's %s over aap's floor is %s: no aap making these round trips can be " ..
+            "%s faster, even one costing nothing on the machine; only fewer round trips could.")
+            :format(ms(e.lesson.wall), ratio(e.best), ratio(v.target))
+        else
+          para[#para + 1] = (" To be %s faster aap may spend %s beyond its floor; it spent %s (at 0 ms its " ..
+            "whole run took %s).%s"):format(ratio(v.target), ms(need), ms(e.aap.beyond), z and ms(z.aap.wall) or "?",
+            e.best < v.target * 1.25 and (" Even an aap costing nothing on the machine would be only " ..
+              ratio(e.best) .. " faster: the round trips leave little room.") or "")
+        end
+      end
+      out[#out + 1] = table.concat(para) .. "\n"
+    end
+  end
+  local f = dr[M.REMOTE_FLOOR_RTT]
+  if f then
+    local met = f.aap.ratio <= M.TARGETS.remote_floor
+    local para = { ("**Target: at %s ms, aap within %s of its floor — %s** (measured: %s, %s against %s: %s).")
+      :format(M.REMOTE_FLOOR_RTT, ratio(M.TARGETS.remote_floor), yes(met), ratio(f.aap.ratio), ms(f.aap.wall),
+        ms(f.aap.floor), round_trips(f.aap)) }
+    if not met then
+      para[#para + 1] = (" Why, from the figures: aap spent %s beyond its floor, while its whole run at 0 ms " ..
+        "took %s: the machine's work accounts for at most that much, and the rest is what the link adds beyond " ..
+        "the model (the proxy's calibration above).")
+        :format(ms(f.aap.beyond), z and ms(z.aap.wall) or "?")
+    end
+    out[#out + 1] = table.concat(para) .. "\n"
+  end
+  local last = x.by_rtt[rtt_key(x.rtts[#x.rtts])]
+  for _, name in ipairs(names) do
+    local b = last.by[name]
+    if b.trace then
+      out[#out + 1] = ("Requests of one `%s` run at %d ms (emulator log):\n\n```\n%s\n```\n"):format(x.labels[name],
+        last.rtt_ms, table.concat(b.trace, "\n"))
+    end
+  end
+  out[#out + 1] = "\n"
+end
+
+--- The chart: five panels, one per benchmark.
 local function chart(r, d, png, tmp)
   local files = {}
   local function data(name, lines)
@@ -476,8 +651,29 @@ plot "%s" using 1:2 title "each_token RSS" lw 2 lc rgb "#1f77b4", \
 unset xlabel; unset arrow 2
 ]]):format(M.TARGETS.rss_mib, M.TARGETS.rss_mib, files.memory)
   end
-  local script = ('set terminal pngcairo noenhanced size 1400,1000 font "sans,11"\nset output "%s"\n'):format(png) ..
-    ("set multiplot layout 2,2 title \"aap benchmarks, %s (%s)\"\nset grid ytics\n"):format(r.machine.date,
+  if r.remote then
+    local lines = {}
+    for _, rtt in ipairs(r.remote.rtts) do
+      local e = d.remote[rtt_key(rtt)]
+      lines[#lines + 1] = ('"%d ms" %.1f %.1f %.1f %.1f'):format(rtt, 1000 * e.aap.wall, 1000 * e.lesson.wall,
+        1000 * e.aap.floor, 1000 * e.lesson.floor)
+    end
+    data("remote", lines)
+    plots[#plots + 1] = ([[
+set title "5. The whole lesson (PAT + application token) by round trip time, HTTPS"
+set style data histogram; set style histogram clustered gap 1; set style fill solid 0.8 border -1
+set ylabel "ms (median wall)"; set yrange [0:*]; set key top left; set offsets 0, 0, graph 0.4, 0
+plot "%s" using 2:xtic(1) title "aap (2 commands)" lc rgb "#1f77b4", \
+  '' using 3 title "lesson.sh --with-pat (curl + jq)" lc rgb "#ff7f0e", \
+  '' using 4 title "aap's floor" lc rgb "#9ecae1", \
+  '' using 5 title "the script's floor" lc rgb "#fdd0a2"
+set offsets
+]]):format(files.remote)
+  end
+  local rows = #plots > 4 and 3 or 2
+  local script = ('set terminal pngcairo noenhanced size 1400,%d font "sans,11"\nset output "%s"\n'):format(
+    500 * rows, png) ..
+    ("set multiplot layout %d,2 title \"aap benchmarks, %s (%s)\"\nset grid ytics\n"):format(rows, r.machine.date,
       r.machine.commit) .. table.concat(plots, "\n") .. "\nunset multiplot\n"
   local gp = tmp .. "/chart.gp"
   lib.writefile(gp, script)
@@ -540,22 +736,42 @@ function M.write(r, outdir, tmp)
     out[#out + 1] = ("| peak memory of `aap token list` | %s | < %d MiB | %s |")
       :format(mib(d.cli_rss), M.TARGETS.rss_mib, yes(d.cli_rss < M.TARGETS.rss_mib * 1024))
   end
-  out[#out + 1] = "\n![The four benchmarks](benchmarks.png)\n"
+  if r.remote then
+    local dr = d.remote
+    for _, t in ipairs({ { "0", M.TARGETS.remote_0, "on loopback (0 ms RTT)" },
+                         { "20", M.TARGETS.remote_20, "at 20 ms RTT" } }) do
+      local e = dr[t[1]]
+      if e then
+        out[#out + 1] = ("| the whole lesson (PAT + application token) over HTTPS %s: curl + jq script's wall " ..
+          "time ÷ aap's | %s | ≥ %s | %s |"):format(t[3], ratio(e.speedup), ratio(t[2]), yes(e.speedup >= t[2]))
+      end
+    end
+    local f = dr[M.REMOTE_FLOOR_RTT]
+    if f then
+      out[#out + 1] = ("| the whole lesson at %s ms RTT: aap's wall time ÷ its network floor | %s | ≤ %s | %s |")
+        :format(M.REMOTE_FLOOR_RTT, ratio(f.aap.ratio), ratio(M.TARGETS.remote_floor),
+          yes(f.aap.ratio <= M.TARGETS.remote_floor))
+    end
+  end
+  out[#out + 1] = ("\n![The benchmarks](benchmarks.png)\n")
   if r.client then section_client(out, r, d) end
   if r.lesson then section_lesson(out, r, d) end
   if r.listing then section_listing(out, r, d) end
   if r.startup then section_startup(out, r, d) end
+  if r.remote then section_remote(out, r, d) end
   out[#out + 1] = [[
 ## Running it
 
 `make bench` (after `make build`; it installs nginx, gnuplot-nox, hyperfine, time, valgrind and
 linux-perf when they are missing). `bench/run.sh --quick` and `bench/run.sh --only
-client,lesson,listing,startup` write to `build/bench/` instead, so `docs/` only ever holds a
-whole run. The harness: `bench/run.lua` (driver), `bench/suite.lua` (the benchmarks),
+client,lesson,listing,startup,remote` write to `build/bench/` instead, so `docs/` only ever holds
+a whole run. The harness: `bench/run.lua` (driver), `bench/suite.lua` (the benchmarks),
 `bench/report.lua` (this page and the chart), `bench/client.lua` and `bench/tokens.lua` (client
-processes), `bench/rawcurl.c` (the libcurl floor), `bench/lesson.sh` (the lesson's commands).
-The harness's own tests (no timing thresholds: the floor program's failure paths, secrets kept
-out of command lines, the report's verdicts): `busted --lua=lua5.4 bench/harness_spec.lua`.
+processes), `bench/rawcurl.c` (the libcurl floor), `bench/lesson.sh` (the lesson's commands),
+`bench/delayproxy.c` (the link to a remote gateway). The harness's own tests (no timing
+thresholds: the floor program's failure paths, the proxy forwarding intact, counting, delaying
+and stopping, secrets kept out of command lines, the report's verdicts): `busted --lua=lua5.4
+bench/harness_spec.lua`.
 ]]
   local md = outdir .. "/benchmarks.md"
   lib.writefile(md, table.concat(out, "\n"))

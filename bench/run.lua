@@ -1,7 +1,7 @@
 --- The benchmark harness (started by bench/run.sh): starts the servers, runs the benchmarks,
 -- and writes docs/benchmarks.md and docs/benchmarks.png from what it measured.
 --
--- bench/run.sh [--quick] [--only client,lesson,listing,startup]
+-- bench/run.sh [--quick] [--only client,lesson,listing,startup,remote]
 --   --quick  fewer repetitions and smaller lists; the report goes to build/bench/ instead of docs/
 --   --only   run some benchmarks; the report goes to build/bench/ (docs/ only gets whole runs)
 local ROOT = assert(os.getenv("AAP_ROOT"), "run through bench/run.sh")
@@ -22,7 +22,7 @@ while arg[i] do
     for w in arg[i + 1]:gmatch("[^,]+") do only[w] = true end
     i = i + 1
   else
-    io.stderr:write("usage: bench/run.sh [--quick] [--only client,lesson,listing,startup]\n")
+    io.stderr:write("usage: bench/run.sh [--quick] [--only client,lesson,listing,startup,remote]\n")
     os.exit(1)
   end
   i = i + 1
@@ -71,7 +71,7 @@ local ok, err = xpcall(function()
   ctx.sim = lib.start_sim({})
   lib.say("bench: emulator at %s, nginx and the clients on loopback", ctx.sim.url)
   local parts = { { "client", "client_cost" }, { "lesson", "lesson" }, { "listing", "listing" },
-                  { "startup", "startup" } }
+                  { "startup", "startup" }, { "remote", "remote" } }
   for _, p in ipairs(parts) do
     if not only or only[p[1]] then
       lib.say("bench: %s", p[1])

@@ -16,6 +16,9 @@ mkdir -p "$build/bench"
 # shellcheck disable=SC2046
 cc -std=c99 -O2 -Wall -Wextra -pedantic -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
   -o "$build/bench/rawcurl" bench/rawcurl.c $(pkg-config --cflags --libs libcurl)
+# The delaying proxy of the remote-gateway benchmark (no libraries: poll() and a timed queue).
+cc -std=c99 -O2 -Wall -Wextra -pedantic -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
+  -o "$build/bench/delayproxy" bench/delayproxy.c
 
 export AAP_ROOT=$root AAP_BUILD=$root/$build
 exec lua5.4 bench/run.lua "$@"

@@ -23,6 +23,16 @@ local function client_env(ctx, extra)
   return vars
 end
 
+--- The emulator's log entries of one run, one readable line each, for the report.
+local function trace(entries)
+  local t = {}
+  for _, e in ipairs(entries) do
+    t[#t + 1] = ("connection %d: %s %s → %d (%s)"):format(math.tointeger(e.conn) or 0, e.method, e.path,
+      math.tointeger(e.status) or 0, e.auth)
+  end
+  return t
+end
+
 --- CPU seconds that a process has used so far: /proc/PID/schedstat (nanoseconds on CPU),
 -- else utime + stime from /proc/PID/stat (clock ticks, coarser).
 local clk_tck
@@ -211,11 +221,7 @@ function M.lesson(ctx)
         table.insert(b.server_cpu, scpu1 - scpu0)
         table.insert(b.conns, conns)
         table.insert(b.requests, reqs)
-        b.trace = {}
-        for _, e in ipairs(entries) do
-          b.trace[#b.trace + 1] = ("connection %d: %s %s → %d (%s)"):format(math.tointeger(e.conn) or 0, e.method,
-            e.path, math.tointeger(e.status) or 0, e.auth)
-        end
+        b.trace = trace(entries)
       end
     end
   end
@@ -395,6 +401,170 @@ function M.startup(ctx)
   res.id_set_kib = collectgarbage("count") - before
   res.id_set_size = next(set) and sizes[#sizes] -- keeps the set alive until it is measured
   sim:reset()
+  return res
+end
+
+
+---------------------------------------------------------------------------------------------
+-- 5. The whole lesson on a remote gateway: the PAT and the application token, through a proxy
+-- that puts the emulator 0, 20 and 80 ms of round trip away (bench/delayproxy.c).
+---------------------------------------------------------------------------------------------
+
+--- The values of an env file's KEY= lines: { KEY = {value, ...} } (every line kept, in order).
+local function env_values(text)
+  local t = {}
+  for line in (text or ""):gmatch("[^\n]+") do
+    local k, v = line:match("^%s*export%s+([%w_]+)=(.*)$")
+    if not k then k, v = line:match("^%s*([%w_]+)=(.*)$") end
+    if k then
+      v = v:match("^'(.*)'$") or v:match('^"(.*)"$') or v
+      t[k] = t[k] or {}
+      table.insert(t[k], v)
+    end
+  end
+  return t
+end
+M.env_values = env_values
+
+--- What the proxy adds beyond the model: rawcurl (one connection, N GETs of plain HTTP) against
+-- nginx directly and through the proxy; the model adds (N + 1) × RTT (the TCP handshake, then
+-- N round trips). Returns { [rtt] = {n =, direct =, proxied =, excess_per_rt =} }.
+local function calibrate(ctx, bin, envf, rtts)
+  local body = '{"ok": true}'
+  local nginx = lib.start_nginx({ ["/api/gateway/v1/me/"] = body })
+  local raw = ctx.build .. "/bench/rawcurl"
+  local res = {}
+  local function run(url, n)
+    local out = ctx.tmp .. "/cal.out"
+    local wall, ok = lib.timed(lib.command({ raw, tostring(n), url .. "/api/gateway/v1/me/" }, envf,
+      { stdout = out, stderr = ctx.tmp .. "/cal.err" }))
+    check(ok and tonumber(lib.readfile(out)) == n * #body, "rawcurl through the proxy failed: %s",
+      lib.readfile(ctx.tmp .. "/cal.err") or "")
+    return wall
+  end
+  for _, rtt in ipairs(rtts) do
+    local n = rtt == 0 and (ctx.quick and 200 or 500) or math.max(4, math.floor(400 / rtt))
+    local px = lib.start_proxy(bin, nginx.port, rtt, { deadline = 120 })
+    local direct, proxied = {}, {}
+    for _ = 1, ctx.quick and 3 or 5 do
+      table.insert(direct, run(nginx.url, n))
+      table.insert(proxied, run(px.url(), n))
+    end
+    px.stop() -- its stats are final once it has stopped
+    local st = px.stats()
+    check(st.accepted == #proxied, "the proxy counted %s connections for %d rawcurl runs", tostring(st.accepted),
+      #proxied)
+    local d, p = lib.median(direct), lib.median(proxied)
+    res[tostring(rtt)] = { rtt_ms = rtt, n = n, direct = d, proxied = p,
+                           excess_per_rt = (p - d - (n + 1) * rtt / 1000) / (n + 1),
+                           late_avg = st.late_ns_sum / st.chunks / 1e9, late_max = st.late_ns_max / 1e9 }
+  end
+  nginx.stop()
+  return res
+end
+
+function M.remote(ctx)
+  local bin = ctx.build .. "/bench/delayproxy"
+  check(os.execute("test -x " .. lib.shquote(bin)), "%s missing: run through bench/run.sh", bin)
+  local certs = lib.spec_helper().make_certs(lib.tmpdir("certs"))
+  local sim = lib.start_sim({ "--tls-cert", certs.cert, "--tls-key", certs.key })
+  check(sim.url:match("^https://"), "the emulator did not start with TLS: %s", sim.url)
+  check(sim.seed.application.name == "RHDH Integration", "the emulator seeds no \"RHDH Integration\" application")
+  local sim_port = tonumber(sim.url:match(":(%d+)/?$"))
+  -- The TLS version decides what a handshake costs (TLS 1.3: one round trip, 1.2: two).
+  local tls = lib.capture(("curl -sv -o /dev/null --cacert %s %s/api/gateway/v1/ping/ 2>&1"):format(
+    lib.shquote(certs.ca), sim.url)):match("SSL connection using (TLSv[%d.]+)")
+  check(tls, "cannot tell the emulator's TLS version")
+  local rtts = { 0, 20, 80 }
+  local reps = ctx.quick and { [0] = 5, [20] = 3, [80] = 3 } or { [0] = 31, [20] = 21, [80] = 15 }
+  local res = { rtts = rtts, by_rtt = {}, tls = tls }
+  local cal_env = lib.envfile(ctx.tmp .. "/cal.env", client_env(ctx))
+  res.calibration = calibrate(ctx, bin, cal_env, rtts)
+  -- What one process start costs here (hyperfine -N, no shell; median).
+  local starts = lib.hyperfine({
+    { name = "curl", cmd = "curl --version" },
+    { name = "jq", cmd = "jq -n 1" },
+    -- aap --version loads no C core; token create does (libcurl, OpenSSL): this is that start.
+    { name = "aap", cmd = "lua5.4 -e \"require'aap'\"" },
+  }, cal_env, ctx.quick and 10 or 30, 2)
+  res.process_start = { aap = starts.aap.median, curl = starts.curl.median, jq = starts.jq.median }
+
+  local app_cmd = 'lua5.4 "$0" token create --env-file "$1" && ' ..
+    'lua5.4 "$0" token create --application "RHDH Integration" --env-file "$1"'
+  local contenders = {
+    { name = "aap", label = "aap: token create; token create --application",
+      argv = function(path) return { "bash", "-c", app_cmd, lib.AAP, path } end },
+    { name = "lesson", label = "lesson.sh --with-pat (curl + jq)",
+      argv = function(path) return { "bash", ctx.root .. "/bench/lesson.sh", "--with-pat", path } end },
+  }
+  res.labels = {}
+  for _, c in ipairs(contenders) do res.labels[c.name] = c.label end
+  res.commands = { aap = app_cmd:gsub('"%$0"', "bin/aap"):gsub('"%$1"', "F"),
+                   lesson = "bash bench/lesson.sh --with-pat F" }
+  local dir = lib.tmpdir("remote")
+  local seen, seq = {}, 0
+  local keys = { "AAP_PAT", "AAP_TOKEN", "REFRESH_TOKEN" }
+  local errf = ctx.tmp .. "/remote.err"
+  for ri, rtt in ipairs(rtts) do
+    local px = lib.start_proxy(bin, sim_port, rtt, { deadline = 600 })
+    local envf = lib.envfile(ctx.tmp .. "/remote.env", client_env(ctx, {
+      AAP_URL = px.url("https"), AAP_HOSTNAME = px.url("https"), AAP_USERNAME = "admin",
+      AAP_PASSWORD = ctx.password, AAP_CA_FILE = certs.ca }))
+    local r = { rtt_ms = rtt, runs = reps[rtt], by = {} }
+    res.by_rtt[tostring(rtt)] = r
+    for _, c in ipairs(contenders) do
+      r.by[c.name] = { wall = {}, requests = {}, conns = {}, log_conns = {} }
+    end
+    -- What starting a command through the harness costs (env -i, sh, the env file), for reference.
+    local launch = {}
+    for i = 1, 5 do launch[i] = lib.timed(lib.command({ "true" }, envf)) end
+    r.launch = lib.median(launch)
+    -- Run 0 (at the first RTT only) warms caches and is not kept. Contenders alternate who goes first.
+    for i = (ri == 1 and 0 or 1), reps[rtt] do
+      lib.say("  remote: %d ms round trip, run %d of %d", rtt, i, reps[rtt])
+      local order = i % 2 == 0 and { contenders[1], contenders[2] } or { contenders[2], contenders[1] }
+      for _, c in ipairs(order) do
+        seq = seq + 1
+        local path = ("%s/%s-%d.env"):format(dir, c.name, seq)
+        sim:clear_log()
+        local a0 = px.accepted()
+        local wall, ok = lib.timed(lib.command(c.argv(path), envf, { stderr = errf }))
+        local tcp = px.accepted() - a0
+        check(ok, "%s failed at %d ms: %s", c.name, rtt, lib.readfile(errf) or "")
+        -- Both must have done the whole job, this run: each key written once, a fresh value.
+        local vals = env_values(lib.readfile(path))
+        for _, k in ipairs(keys) do
+          local v = vals[k]
+          check(v and #v == 1, "%s wrote %s %d times at %d ms (run %d): %s", c.name, k, v and #v or 0, rtt, i,
+            lib.readfile(errf) or "")
+          check(v[1]:match("^[%w_%-%.]+$") and v[1] ~= "null", "%s wrote no usable %s at %d ms: %q", c.name, k, rtt,
+            v[1])
+          check(not seen[v[1]], "%s wrote a %s that an earlier run (or another key) holds", c.name, k)
+          seen[v[1]] = true
+        end
+        local conns, reqs, entries = lib.log_connections(sim)
+        check(tcp >= conns, "the proxy counted %d connections, the emulator's log %d", tcp, conns)
+        for _, e in ipairs(entries) do
+          check(e.status >= 200 and e.status < 300, "%s: %s %s answered %s", c.name, e.method, e.path,
+            tostring(e.status))
+        end
+        -- The two access tokens work (asked of the emulator directly, once its log is read).
+        check(sim:token_works(vals.AAP_PAT[1]) and sim:token_works(vals.AAP_TOKEN[1]),
+          "the tokens %s wrote at %d ms (run %d) do not work", c.name, rtt, i)
+        if i > 0 then
+          local b = r.by[c.name]
+          table.insert(b.wall, wall)
+          table.insert(b.requests, reqs)
+          table.insert(b.conns, tcp)
+          table.insert(b.log_conns, conns)
+          b.trace = trace(entries)
+        end
+      end
+    end
+    px.stop()
+    r.proxy = px.stats()
+  end
+  sim:stop()
   return res
 end
 
