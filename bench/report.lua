@@ -431,7 +431,10 @@ local function section_remote(out, r, d)
   local x, dr = r.remote, d.remote
   local hs = dr.handshake_rtts
   local first = x.by_rtt[rtt_key(x.rtts[1])]
-  local names = { "aap", "lesson" }
+  local names = {}
+  for _, n in ipairs({ "aap", "aap2", "lesson" }) do
+    if first.by[n] then names[#names + 1] = n end
+  end
   local runs = {}
   for _, rtt in ipairs(x.rtts) do
     runs[#runs + 1] = ("%d at %d ms"):format(#x.by_rtt[rtt_key(rtt)].by.aap.wall, rtt)
@@ -440,8 +443,9 @@ local function section_remote(out, r, d)
   out[#out + 1] = ([[
 The lesson's whole job — a personal access token saved as `AAP_PAT`, then the `RHDH Integration`
 application looked up by name and an application token saved as `AAP_TOKEN` and `REFRESH_TOKEN`,
-all in one env file — done by aap in two commands (`%s`, TLS verified with the emulator's CA in
-`AAP_CA_FILE`) and by the lesson's script (`%s`: `curl -sk` per request, jq per value, `>> .env`).
+all in one env file — done by aap in one run (`%s`, TLS verified with the emulator's CA in
+`AAP_CA_FILE`)%s and by the lesson's script (`%s`: `curl -sk` per request, jq per value,
+`>> .env`). The targets are aap's one run against the script.
 The emulator serves HTTPS (`aap sim --tls-cert/--tls-key`; it negotiated %s with curl) behind
 `bench/delayproxy`, which puts it a round trip time (RTT) away: every chunk of bytes is delayed
 by RTT/2 each way, and a new connection's first bytes by one RTT more, for the TCP handshake its
@@ -461,7 +465,9 @@ on a TLS 1.2 gateway every connection would cost %d), and each request one more,
 contenders make their requests one after another. Nothing done on the machine (process starts,
 the key exchange's arithmetic, JSON) is in it: "beyond the floor" is that share, which should
 stay the same at every RTT if the model holds.
-]]):format(x.commands.aap, x.commands.lesson, x.tls, ms(first.launch), table.concat(runs, ", "), hs, hs - 1,
+]]):format(x.commands.aap, x.commands.aap2 and (", in two commands for comparison (`" .. x.commands.aap2 ..
+    "`: each opens its own connection)") or "", x.commands.lesson, x.tls, ms(first.launch), table.concat(runs, ", "),
+    hs, hs - 1,
     x.tls == "TLSv1.3" and "one round trip for TLS 1.3, measured here" or ("two for " .. x.tls .. ", measured here"),
     hs + (x.tls == "TLSv1.3" and 1 or 0))
   out[#out + 1] = "| RTT | contender | wall, median | spread | requests | TCP connections | round trips | floor | " ..
@@ -514,21 +520,23 @@ stay the same at every RTT if the model holds.
       local ps = x.process_start
       if not met and v.rtt == "0" then
         para[#para + 1] = (" Why, from the figures: at 0 ms there is no network to save, and the wall time is " ..
-          "what the machine does. aap's %s are two `aap` processes under one `bash -c` (each starts Lua and " ..
-          "loads libcurl and OpenSSL, then makes its requests on one TLS connection: %s on %s in all); " ..
+          "what the machine does. aap's %s are %s under `bash -c` (starting Lua, loading libcurl and " ..
+          "OpenSSL, then making its requests on one TLS connection per process: %s on %s in all); " ..
           "the script's %s are bash, three curl and four jq processes, %s on %s%s. The machine's load " ..
           "average at the start was %s.")
-          :format(ms(e.aap.wall), plural(e.aap.requests, "request"), plural(e.aap.conns, "connection"),
+          :format(ms(e.aap.wall), e.aap.conns == 1 and "one `aap` process" or plural(e.aap.conns, "`aap` process"),
+            plural(e.aap.requests, "request"), plural(e.aap.conns, "connection"),
             ms(e.lesson.wall), plural(e.lesson.requests, "request"), plural(e.lesson.conns, "TLS connection"),
             ps and ("; one process start alone (hyperfine, median) is " .. ms(ps.aap) ..
               " for Lua loading aap's C core (`lua5.4 -e \"require'aap'\"`), " .. ms(ps.curl) ..
               " for `curl --version` and " .. ms(ps.jq) .. " for `jq -n 1`, so starts alone come to " ..
-              ms(2 * ps.aap) .. " of aap's time and " .. ms(3 * ps.curl + 4 * ps.jq) .. " of the script's") or "",
+              ms(e.aap.conns * ps.aap) .. " of aap's time and " .. ms(3 * ps.curl + 4 * ps.jq) .. " of the script's")
+              or "",
             r.machine.load)
       elseif not met then
         para[#para + 1] = (" Why, from the figures: aap's floor is %s (%s), the script's %s (%s). aap opens " ..
-          "%s fewer but makes %s more (each `token create` proves its new token with `GET me/` before " ..
-          "writing it; the requests below).")
+          "%s fewer but makes %s more (aap proves each new token with `GET me/` before writing it; the " ..
+          "requests below).")
           :format(ms(e.aap.floor), round_trips(e.aap), ms(e.lesson.floor), round_trips(e.lesson),
             plural(e.lesson.conns - e.aap.conns, "connection"), plural(e.aap.requests - e.lesson.requests, "request"))
         local need = e.lesson.wall / v.target - e.aap.floor
@@ -655,20 +663,21 @@ unset xlabel; unset arrow 2
     local lines = {}
     for _, rtt in ipairs(r.remote.rtts) do
       local e = d.remote[rtt_key(rtt)]
-      lines[#lines + 1] = ('"%d ms" %.1f %.1f %.1f %.1f'):format(rtt, 1000 * e.aap.wall, 1000 * e.lesson.wall,
-        1000 * e.aap.floor, 1000 * e.lesson.floor)
+      lines[#lines + 1] = ('"%d ms" %.1f %.1f %.1f %.1f %.1f'):format(rtt, 1000 * e.aap.wall, 1000 * e.lesson.wall,
+        1000 * e.aap.floor, 1000 * e.lesson.floor, 1000 * (e.aap2 or e.aap).wall)
     end
     data("remote", lines)
+    local two = r.remote.by_rtt[rtt_key(r.remote.rtts[1])].by.aap2 ~= nil
     plots[#plots + 1] = ([[
 set title "5. The whole lesson (PAT + application token) by round trip time, HTTPS"
 set style data histogram; set style histogram clustered gap 1; set style fill solid 0.8 border -1
 set ylabel "ms (median wall)"; set yrange [0:*]; set key top left; set offsets 0, 0, graph 0.4, 0
-plot "%s" using 2:xtic(1) title "aap (2 commands)" lc rgb "#1f77b4", \
-  '' using 3 title "lesson.sh --with-pat (curl + jq)" lc rgb "#ff7f0e", \
+plot "%s" using 2:xtic(1) title "aap (one run)" lc rgb "#1f77b4", \
+%s  '' using 3 title "lesson.sh --with-pat (curl + jq)" lc rgb "#ff7f0e", \
   '' using 4 title "aap's floor" lc rgb "#9ecae1", \
   '' using 5 title "the script's floor" lc rgb "#fdd0a2"
 set offsets
-]]):format(files.remote)
+]]):format(files.remote, two and "  '' using 6 title \"aap (2 commands)\" lc rgb \"#08519c\", \\\n" or "")
   end
   local rows = #plots > 4 and 3 or 2
   local script = ('set terminal pngcairo noenhanced size 1400,%d font "sans,11"\nset output "%s"\n'):format(

@@ -489,18 +489,23 @@ function M.remote(ctx)
   }, cal_env, ctx.quick and 10 or 30, 2)
   res.process_start = { aap = starts.aap.median, curl = starts.curl.median, jq = starts.jq.median }
 
-  local app_cmd = 'lua5.4 "$0" token create --env-file "$1" && ' ..
+  -- aap: the whole job in one run (token create --pat --application); aap2: the same in two
+  -- commands (a PAT, then the application token), each opening its own connection.
+  local one_cmd = 'lua5.4 "$0" token create --pat --application "RHDH Integration" --env-file "$1"'
+  local two_cmd = 'lua5.4 "$0" token create --env-file "$1" && ' ..
     'lua5.4 "$0" token create --application "RHDH Integration" --env-file "$1"'
   local contenders = {
-    { name = "aap", label = "aap: token create; token create --application",
-      argv = function(path) return { "bash", "-c", app_cmd, lib.AAP, path } end },
+    { name = "aap", label = "aap token create --pat --application",
+      argv = function(path) return { "bash", "-c", one_cmd, lib.AAP, path } end },
+    { name = "aap2", label = "aap: token create; token create --application",
+      argv = function(path) return { "bash", "-c", two_cmd, lib.AAP, path } end },
     { name = "lesson", label = "lesson.sh --with-pat (curl + jq)",
       argv = function(path) return { "bash", ctx.root .. "/bench/lesson.sh", "--with-pat", path } end },
   }
   res.labels = {}
   for _, c in ipairs(contenders) do res.labels[c.name] = c.label end
-  res.commands = { aap = app_cmd:gsub('"%$0"', "bin/aap"):gsub('"%$1"', "F"),
-                   lesson = "bash bench/lesson.sh --with-pat F" }
+  local function shown(cmd) return (cmd:gsub('lua5.4 "%$0"', "bin/aap"):gsub('"%$1"', "F")) end
+  res.commands = { aap = shown(one_cmd), aap2 = shown(two_cmd), lesson = "bash bench/lesson.sh --with-pat F" }
   local dir = lib.tmpdir("remote")
   local seen, seq = {}, 0
   local keys = { "AAP_PAT", "AAP_TOKEN", "REFRESH_TOKEN" }
@@ -522,7 +527,8 @@ function M.remote(ctx)
     -- Run 0 (at the first RTT only) warms caches and is not kept. Contenders alternate who goes first.
     for i = (ri == 1 and 0 or 1), reps[rtt] do
       lib.say("  remote: %d ms round trip, run %d of %d", rtt, i, reps[rtt])
-      local order = i % 2 == 0 and { contenders[1], contenders[2] } or { contenders[2], contenders[1] }
+      local order = {}
+      for k = 1, #contenders do order[k] = contenders[(i + k - 1) % #contenders + 1] end
       for _, c in ipairs(order) do
         seq = seq + 1
         local path = ("%s/%s-%d.env"):format(dir, c.name, seq)
