@@ -122,7 +122,7 @@ import json, os, sqlite3, sys
 db = sqlite3.connect(os.path.join(sys.argv[1], 'gateway.sqlite3'))
 db.row_factory = sqlite3.Row
 out = {'access': [dict(r) for r in db.execute(
-         'select id, token, user_id, application_id, description, scope, last_used, source_refresh_token_id '
+         'select id, token, user_id, application_id, description, scope, last_used, expires, source_refresh_token_id '
          'from dab_oauth2_provider_oauth2accesstoken order by id')],
        'refresh': [dict(r) for r in db.execute(
          'select id, token, user_id, application_id, access_token_id, revoked '
@@ -147,7 +147,7 @@ function Ref:db()
   local t
   if SQLITE3 then
     t = {
-      access = rows(self.dir, "select id, token, user_id, application_id, description, scope, last_used, "
+      access = rows(self.dir, "select id, token, user_id, application_id, description, scope, last_used, expires, "
         .. "source_refresh_token_id from dab_oauth2_provider_oauth2accesstoken order by id"),
       refresh = rows(self.dir, "select id, token, user_id, application_id, access_token_id, revoked "
         .. "from dab_oauth2_provider_oauth2refreshtoken order by id"),

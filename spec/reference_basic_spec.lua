@@ -251,6 +251,39 @@ F.file(B, "reference suite: read-only commands, create", function()
         F.untouched(ref, world)
       end)
 
+    case("token status reports the server's ids and expiry, by id without using the tokens; a revoked one exits 3",
+      function(ref, world)
+        local path = world.dir .. "/.env"
+        F.ok(F.aap("admin", { "token", "create", "--pat", "--application", "RHDH Integration", "--env-file", path }),
+          "token create --pat --application")
+        local _, pid = F.file_token(ref, path, "AAP_PAT")
+        local _, aid = F.file_token(ref, path, "AAP_TOKEN")
+        local used = {}
+        for id, row in pairs(F.rows(ref)) do used[id] = row.last_used end
+        local r = F.aap("admin", { "token", "status", "--env-file", path, "--format", "json", "--warn", "1s" })
+        F.ok(r, "token status")
+        local by = {}
+        for _, e in ipairs(assert(cjson.decode(r.stdout))) do by[e.key] = e end
+        local rows = F.rows(ref)
+        for key, id in pairs({ AAP_PAT = pid, AAP_TOKEN = aid }) do
+          assert.equal(id, math.tointeger(by[key].id))
+          assert.equal("ok", by[key].status)
+          assert.equal("id", by[key].checked_by)
+          -- the server's expiry, to the second (the row holds microseconds)
+          assert.equal(tostring(rows[id].expires):sub(1, 19), by[key].expires:sub(1, 19):gsub("T", " "))
+          assert.equal(used[id], rows[id].last_used)
+        end
+        F.ok(F.aap("admin", { "token", "revoke", tostring(pid) }), "token revoke ID")
+        r = F.aap("admin", { "token", "status", "--env-file", path, "--format", "json", "--warn", "1s" })
+        assert.equal(3, r.code, r.stderr)
+        by = {}
+        for _, e in ipairs(assert(cjson.decode(r.stdout))) do by[e.key] = e end
+        assert.equal("revoked", by.AAP_PAT.status)
+        assert.equal("ok", by.AAP_TOKEN.status)
+        F.expect_ids(ref, F.union(world.ids, { aid }))
+        F.untouched(ref, world)
+      end)
+
     case("an application token by id, with --key/--refresh-key and --format json", function(ref, world)
       local app = ref.seed.applications["RHDH Integration"]
       local path = world.dir .. "/.env"

@@ -41,7 +41,7 @@ Connection (flags win over the environment):
 
 Exit codes:
   0 ok   1 usage or local error   2 server or API error
-  3 authentication or permission   4 network or TLS]]
+  3 authentication or permission   4 network or TLS   5 token status: expiring soon]]
 
 --- A failure that ends the command: raised by handlers through ctx:fail / ctx:check and
 -- turned into one line on stderr and an exit code by M.main.
@@ -193,7 +193,8 @@ local function starts_with(argv, words)
   return true
 end
 
-local COMMAND_MODULES = { "aap.commands.token", "aap.commands.app", "aap.commands.misc", "aap.commands.rotate" }
+local COMMAND_MODULES = { "aap.commands.token", "aap.commands.app", "aap.commands.misc", "aap.commands.rotate",
+                          "aap.commands.status" }
 
 --- Builds the parser with every registered sub-command.
 -- With `argv` whose first words name a leaf (`token create ...`: argparse can only reach
