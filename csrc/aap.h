@@ -111,6 +111,7 @@ typedef struct aap_xfer {
     const char *refused;       /* an error code when aap refused to go on ("redirect",
                                 * "insecure"); the message is in errbuf */
     struct curl_slist *hdrs;
+    int plain_get;             /* http.c: the easy handle is set up for a plain GET */
     char errbuf[CURL_ERROR_SIZE];
 } aap_xfer;
 

@@ -7,6 +7,10 @@
  * nothing set for one request leaks into the next and a caller cannot forget
  * them: http/https only, TLS verification, NOSIGNAL, connect and total
  * timeouts, and caps on body and header bytes enforced in the callbacks.
+ * One exception, for speed: a plain GET (session credentials, no body) on a
+ * handle whose last setup was the same kind of request and went well keeps
+ * those options, which are exactly what a new setup would set again (a
+ * session's settings never change); only its URL and time left are set.
  *
  * Redirects: libcurl follows none. aap follows a redirect itself only for GET
  * and HEAD, only to the session's own origin (scheme, host and port: https
@@ -73,6 +77,10 @@ int aap_xfers_reserve(aap_session *S, int n)
         return -1;
     if (S->nxfers)
         memcpy(nx, S->xfers, (size_t)S->nxfers * sizeof *nx);
+    /* The moved handles still point at their old aap_xfer (CURLOPT_PRIVATE,
+     * WRITEDATA, ERRORBUFFER...): their next setup must be a full one. */
+    for (int i = 0; i < S->nxfers; i++)
+        nx[i].plain_get = 0;
     for (int i = S->nxfers; i < n; i++) {
         nx[i].easy = curl_easy_init();
         nx[i].done = 1;
@@ -153,12 +161,22 @@ static int seek_cb(void *ud, curl_off_t offset, int origin)
     return CURL_SEEKFUNC_OK;
 }
 
+/* A GET with the session's credentials and nothing else: the calls made most. */
+static int plain_get(const aap_req *r)
+{
+    return r->auth == AAP_AUTH_SESSION && !r->body && !r->content_type && !r->secret_body &&
+           !r->client_user && !r->client_pass && strcmp(r->method, "GET") == 0;
+}
+
 static CURLcode setup(aap_session *S, aap_xfer *x, const aap_req *r, long timeout_ms)
 {
     CURL *e = x->easy;
-    curl_easy_reset(e);
-    curl_slist_free_all(x->hdrs);
-    x->hdrs = NULL;
+    /* A plain GET on a handle whose last setup was a plain GET that went well:
+     * every option below but the URL and the time left would be set to what it
+     * already holds (a session's settings never change), so the reset and some
+     * 25 setopt calls are skipped. Anything else takes the full path. */
+    int reuse = x->plain_get && x->result == CURLE_OK && plain_get(r);
+    x->plain_get = 0;
     aap_buf_clear(&x->body);
     aap_buf_clear(&x->head);
     x->head_total = 0;
@@ -169,6 +187,21 @@ static CURLcode setup(aap_session *S, aap_xfer *x, const aap_req *r, long timeou
     x->errbuf[0] = '\0';
     x->max_body = S->max_body;
     x->max_head = S->max_head;
+    x->watch_resend = 0;                 /* set below for a marked POST/PATCH */
+    x->rewound = 0;
+    x->up = NULL;
+    x->up_len = 0;
+    x->up_off = 0;
+    if (reuse) {
+        CURLcode rc = curl_easy_setopt(e, CURLOPT_URL, r->url);
+        if (rc == CURLE_OK)
+            rc = curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
+        x->plain_get = rc == CURLE_OK;
+        return rc;
+    }
+    curl_easy_reset(e);
+    curl_slist_free_all(x->hdrs);
+    x->hdrs = NULL;
 
     CURLcode rc = set_protocols(e);
 #define SET(opt, val) do { if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, val); } while (0)
@@ -200,9 +233,6 @@ static CURLcode setup(aap_session *S, aap_xfer *x, const aap_req *r, long timeou
      * body behind a read callback: a resend has to rewind it (seek_cb), which
      * is counted in n_maybe_resent, and the caller then deletes any other
      * token with its marker. The handshake is paid only when it must be. */
-    x->watch_resend = 0;
-    x->rewound = 0;
-    x->up = NULL;
     if (!idempotent(r->method)) {
         if (r->resend_safe)
             x->watch_resend = 1;
@@ -263,6 +293,7 @@ static CURLcode setup(aap_session *S, aap_xfer *x, const aap_req *r, long timeou
         rc = CURLE_OUT_OF_MEMORY;
     SET(CURLOPT_HTTPHEADER, x->hdrs);
 #undef SET
+    x->plain_get = rc == CURLE_OK && plain_get(r);
     return rc;
 }
 
