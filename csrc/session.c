@@ -533,6 +533,7 @@ int aap_http_call(lua_State *L, aap_session *S, aap_xfer *x, aap_req *r)
     }
     /* A 404 or a page that is not the API's: which API is this? The answer
      * is kept aside while the probes use the handle. */
+    int was_json = looks_json(x);
     aap_buf body = x->body, head = x->head;
     long status = x->status;
     memset(&x->body, 0, sizeof x->body);
@@ -547,8 +548,11 @@ int aap_http_call(lua_State *L, aap_session *S, aap_xfer *x, aap_req *r)
     x->refused = NULL;
     if (n)
         return 2;
-    if (S->flavor == AAP_FLAVOR_CONTROLLER && status == 404 && reaim(S, r) == 0)
-        return aap_http_run(S, x, r);      /* the 404 did nothing: send it where it goes */
+    /* On a controller the gateway's route is no API (a 404, or a page some
+     * front end serves for any path): the call did nothing there. Send it
+     * where it goes. */
+    if (S->flavor == AAP_FLAVOR_CONTROLLER && (status == 404 || !was_json) && reaim(S, r) == 0)
+        return aap_http_run(S, x, r);
     return 0;
 }
 

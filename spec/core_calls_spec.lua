@@ -61,6 +61,18 @@ for _, flavor in ipairs({ "gateway", "controller" }) do
       assert.equals(n + 1, #sim:log())
     end)
 
+    if flavor == "controller" then
+      it("sends the first call again on the controller's route when the gateway's answered a page", function()
+        -- a front end answering any unknown path with an HTML page (here a 502) instead of a 404
+        sim:fault({ kind = "502", count = 1, path = "/api/gateway/v1/me/" })
+        local me = assert(s:me())
+        assert.equals("admin", me.username)
+        local log = paths_of(sim:log())
+        assert.equals("GET /api/gateway/v1/me/", log[1])
+        assert.equals("GET /api/v2/me/", log[#log])
+      end)
+    end
+
     it("skips detection when the flavor is given", function()
       local t = admin({ flavor = flavor })
       assert.truthy(t:me())
