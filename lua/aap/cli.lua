@@ -41,7 +41,8 @@ Connection (flags win over the environment):
 
 Exit codes:
   0 ok   1 usage or local error   2 server or API error
-  3 authentication or permission   4 network or TLS   5 token status: expiring soon]]
+  3 authentication or permission   4 network or TLS   5 token status: expiring soon
+  6 token rotate --detailed-exit-code: rotated]]
 
 --- A failure that ends the command: raised by handlers through ctx:fail / ctx:check and
 -- turned into one line on stderr and an exit code by M.main.

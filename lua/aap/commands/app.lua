@@ -11,10 +11,12 @@ local function row(a)
            a.authorization_grant_type or "" }
 end
 
+local APP_FIELDS = { "id", "name", "organization", "client_id", "client_type", "authorization_grant_type",
+                     "description", "redirect_uris" }
+
+-- An application in a report: every field (null when unknown), never its client secret.
 local function public(a)
-  return { id = a.id, name = a.name, organization = a.organization, client_id = a.client_id,
-           client_type = a.client_type, authorization_grant_type = a.authorization_grant_type,
-           description = a.description, redirect_uris = a.redirect_uris }
+  return require("aap.report").object(APP_FIELDS, a)
 end
 
 local function org_id(ctx, s, org)
@@ -28,9 +30,10 @@ local function list(args, ctx)
   local filters = { organization = org_id(ctx, s, args.organization), name__icontains = args.name_contains }
   local apps = ctx:check(s:applications(filters))
   if args.format == "json" then
-    local items = {}
+    local report = require("aap.report")
+    local items = report.list()
     for i, a in ipairs(apps) do items[i] = public(a) end
-    ctx:out(require("cjson").encode(items))
+    ctx:out(report.encode(items))
   else
     local rows = {}
     for i, a in ipairs(apps) do rows[i] = row(a) end
@@ -44,7 +47,7 @@ local function show(args, ctx)
   local key = args.application:match("^%d+$") and tonumber(args.application) or args.application
   local app = ctx:check(s:application(key, { organization = org_id(ctx, s, args.organization) }))
   if args.format == "json" then
-    ctx:out(require("cjson").encode(public(app)))
+    ctx:out(require("aap.report").encode(public(app)))
   else
     ctx:out(require("aap.commands.token").columns({ row(app) }, HEADERS))
   end

@@ -25,19 +25,61 @@ local function cli_error(e)
   return e
 end
 
+--- Exit code of a run that rotated (or, with --dry-run, would rotate), with
+-- --detailed-exit-code; 0 then means nothing was due.
+M.EXIT_ROTATED = 6
+
+local TOKEN_FIELDS = { "id", "kind", "application", "user", "created", "expires", "last_used" }
+
+-- A token record for a report: never its value.
+local function token_view(r)
+  if not r then return nil end
+  return require("aap.report").object(TOKEN_FIELDS, {
+    id = r.id, kind = r.kind, application = r.application, user = r.user,
+    created = r.created and iso(r.created) or nil, expires = r.expires and iso(r.expires) or nil,
+    last_used = r.last_used and iso(r.last_used) or nil })
+end
+
+local ROTATE_FIELDS = { "env_file", "key", "decision", "code", "reason", "dry_run", "rotated", "strategy",
+                        "fallback", "old", "new", "revoked", "waiting", "vetoed", "held", "hook_failed", "notes" }
+
+-- The run as a report: the decision and its reason, the tokens by id, no value.
+local function rotate_report(path, res)
+  local report = require("aap.report")
+  local decision = res.decision
+  if decision == "rotate" then decision = res.dry_run and "would_rotate" or "rotated" end
+  local waiting = report.list()
+  for i, w in ipairs(res.waiting or {}) do waiting[i] = report.object({ "id", "reason" }, w) end
+  local revoked = report.list()
+  for i, id in ipairs(res.revoked or {}) do revoked[i] = id end
+  local notes = report.list()
+  for i, n in ipairs(res.notes or {}) do notes[i] = n end
+  return report.object(ROTATE_FIELDS, {
+    env_file = path, key = res.key, decision = decision, code = res.code, reason = res.reason,
+    dry_run = res.dry_run and true or false, rotated = res.rotated and not res.dry_run and true or false,
+    strategy = res.strategy, fallback = res.fallback and true or false, old = token_view(res.old),
+    new = token_view(res.new), revoked = revoked, waiting = waiting, vetoed = res.vetoed, held = res.held,
+    hook_failed = res.hook_failed, notes = notes,
+  })
+end
+
 local function rotate_cmd(args, ctx)
   local rotate, envfile, state = require("aap.rotate"), require("aap.env"), require("aap.state")
   local path = args.env_file or os.getenv("AAP_ENV_FILE")
   if not path or path == "" then path = ".env" end
   if args.key and not envfile.valid_key(args.key) then ctx:usage("%q is not a valid env key", args.key) end
   token_cmd.check_output_flags(ctx, args) -- before anything changes
+  if args.format and args.output == "json" then
+    ctx:usage("--format prints the token and --output json the report: choose one")
+  end
   local conn = has_credentials(args) and ctx:conn() or ctx:conn({ anonymous = true })
   local res, e = rotate.run({
     conn = conn, env_file = path, key = args.key, refresh_key = args.refresh_key, policy = args.policy,
     dry_run = args.dry_run, warn = function(m) ctx:warn(m) end,
   })
   if not res then ctx:fail(cli_error(e)) end
-  local say = args.format and function(s) ctx:info(s) end or function(s) ctx:out(s) end
+  local json = args.output == "json"
+  local say = (args.format or json) and function(s) ctx:info(s) end or function(s) ctx:out(s) end
   for _, n in ipairs(res.notes) do ctx:info(n) end
   local id = res.old and res.old.id
   local what = ("%s%s"):format(res.key, id and (" (token id=" .. id .. ")") or "")
@@ -67,11 +109,13 @@ local function rotate_cmd(args, ctx)
     token_cmd.print_format(ctx, args.format, values, { id = rec.id, kind = rec.kind, scope = rec.scope,
                                                      expires = rec.expires })
   end
+  if json then ctx:out(require("aap.report").encode(rotate_report(path, res))) end
   if res.hook_failed then ctx:fail({ code = "policy", message = res.hook_failed }) end
   if res.held then
     ctx:fail({ code = "policy", message = res.held .. "; the old token stays valid until a later run's on_rotated " ..
       "succeeds" })
   end
+  if args.detailed_exit_code and res.decision == "rotate" then return M.EXIT_ROTATED end
   return 0
 end
 
@@ -84,8 +128,35 @@ local function table_of(tokens)
   return token_cmd.columns(rows, { "ID", "KIND", "USER", "APP", "CREATED", "LAST_USED", "DESCRIPTION", "WHY" })
 end
 
+local PRUNE_FIELDS = { "id", "kind", "user", "application", "created", "last_used", "description", "why" }
+
+-- The prune as a report: what was scanned, chosen (with why), revoked and failed.
+local function prune_report(res, dry_run, refused)
+  local report = require("aap.report")
+  local function views(list)
+    local out = report.list()
+    for i, t in ipairs(list or {}) do
+      out[i] = report.object(PRUNE_FIELDS, { id = t.id, kind = t.kind, user = t.user, application = t.application,
+        created = t.created and iso(t.created) or nil, last_used = t.last_used and iso(t.last_used) or nil,
+        description = t.description, why = t.why })
+    end
+    return out
+  end
+  local revoked, failed = report.list(), report.list()
+  for i, id in ipairs(res.revoked or {}) do revoked[i] = type(id) == "table" and id.id or id end
+  for i, f in ipairs(res.failed or {}) do
+    failed[i] = report.object({ "id", "error" }, { id = f.id, error = require("aap.cli").message(f.error) })
+  end
+  return report.object({ "scanned", "dry_run", "candidates", "revoked", "failed", "refused" }, {
+    scanned = res.scanned, dry_run = dry_run and true or false, candidates = views(res.candidates),
+    revoked = revoked, failed = failed, refused = refused })
+end
+
 local function prune_cmd(args, ctx)
   local aap, rotate = require("aap"), require("aap.rotate")
+  local json = args.output == "json"
+  -- With --output json, stdout holds the report alone: the confirmation table goes to stderr.
+  local show = json and function(s) io.stderr:write(s, "\n") end or function(s) ctx:out(s) end
   local conn = ctx:conn()
   local tty = aap.os.isatty(2)
   local progress, shown
@@ -113,7 +184,7 @@ local function prune_cmd(args, ctx)
     keep_env_files = args.keep_env_file, progress = progress,
     confirm = function(candidates)
       end_line()
-      ctx:out(table_of(candidates))
+      show(table_of(candidates))
       if args.yes then return true end
       if not aap.os.isatty(0) then
         refused = ("refusing to revoke %d token(s) without --yes (standard input is not a terminal); "
@@ -128,20 +199,22 @@ local function prune_cmd(args, ctx)
   })
   end_line()
   if not res then ctx:fail(e) end
+  if json then ctx:out(require("aap.report").encode(prune_report(res, args.dry_run, refused))) end
+  local say = json and function(s) ctx:info(s) end or function(s) ctx:out(s) end
   if args.dry_run then
-    if #res.candidates > 0 then ctx:out(table_of(res.candidates)) end
-    ctx:out(("would revoke %d of %d token(s) (dry run: nothing changed)"):format(#res.candidates, res.scanned))
+    if #res.candidates > 0 and not json then ctx:out(table_of(res.candidates)) end
+    say(("would revoke %d of %d token(s) (dry run: nothing changed)"):format(#res.candidates, res.scanned))
     return 0
   end
   if #res.candidates == 0 then
-    ctx:out(("nothing to prune (%d token(s) scanned)"):format(res.scanned))
+    say(("nothing to prune (%d token(s) scanned)"):format(res.scanned))
     return 0
   end
   if refused then
     if refused == "nothing revoked" then ctx:info(refused) return 1 end
     ctx:usage("%s", refused)
   end
-  ctx:out(("revoked %d of %d candidate(s)"):format(#res.revoked, #res.candidates))
+  say(("revoked %d of %d candidate(s)"):format(#res.revoked, #res.candidates))
   for _, f in ipairs(res.failed) do
     ctx:warn(("token id=%d not revoked: %s"):format(f.id, require("aap.cli").message(f.error)))
   end
@@ -162,6 +235,9 @@ function M.register(groups, cli)
       :choices({ "env", "shell", "json", "k8s-secret" })
     r:option("--secret-name", "metadata.name for --format k8s-secret."):default("aap-token")
     r:option("--namespace", "metadata.namespace for --format k8s-secret.")
+    r:option("--output", "json: the run as a report on stdout (decision, reason, tokens by id; no token value).")
+      :choices({ "text", "json" }):default("text")
+    r:flag("--detailed-exit-code", ("Exit %d when a token was rotated (0: nothing was due)."):format(M.EXIT_ROTATED))
     cli.connection_options(r)
     cli.quiet_option(r)
   end, rotate_cmd)
@@ -177,6 +253,8 @@ function M.register(groups, cli)
       :count("*")
     p:flag("--dry-run", "Show what would be revoked; change nothing.")
     p:flag("-y --yes", "Do not ask before revoking (needed when standard input is not a terminal).")
+    p:option("--output", "json: the run as a report on stdout (candidates with why, revoked, failed).")
+      :choices({ "text", "json" }):default("text")
     cli.connection_options(p)
     cli.quiet_option(p)
   end, prune_cmd)

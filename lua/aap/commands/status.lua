@@ -15,6 +15,9 @@ M.EXIT_EXPIRING = 5
 
 local DEFAULT_KEYS = { "AAP_PAT", "AAP_TOKEN" }
 
+local FIELDS = { "key", "id", "kind", "application", "accepted", "checked_by", "expires", "expires_in",
+                 "last_used", "refresh_key", "status", "reason" }
+
 local function iso(t) return t and require("aap").format_time(t) or nil end
 
 --- The keys to report: those given, else every key the state file records that the env file
@@ -138,20 +141,10 @@ local function status(args, ctx)
     if e.accepted == false then worst = 3 end
   end
   if args.format == "json" then
-    local cjson = require("cjson")
-    local arr = {}
-    for i, e in ipairs(report) do
-      local o = {}
-      for _, f in ipairs({ "key", "id", "kind", "application", "accepted", "checked_by", "expires", "expires_in",
-                           "last_used", "refresh_key", "status", "reason" }) do
-        local v = e[f]
-        if v == nil then v = cjson.null end
-        o[f] = v
-      end
-      arr[i] = o
-    end
-    -- lua-cjson writes an empty table as {}: an empty report is still an array
-    ctx:out(#arr == 0 and "[]" or cjson.encode(arr))
+    local rep = require("aap.report")
+    local arr = rep.list()
+    for i, e in ipairs(report) do arr[i] = rep.object(FIELDS, e) end
+    ctx:out(rep.encode(arr))
   else
     local rows = {}
     local cols = require("aap.commands.token").columns

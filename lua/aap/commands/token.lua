@@ -329,11 +329,15 @@ end
 
 local TOKEN_HEADERS = { "ID", "KIND", "USER", "APP", "SCOPE", "CREATED", "EXPIRES", "LAST_USED", "DESCRIPTION" }
 
+local TOKEN_FIELDS = { "id", "kind", "user", "application", "scope", "description", "created", "expires",
+                       "last_used" }
+
+-- A token in a report: every field (null when unknown); the gateway never shows its value.
 local function public_token(t)
-  return { id = t.id, kind = t.kind, user = t.user, application = t.application, scope = t.scope,
-           description = t.description, created = t.created and iso(t.created) or nil,
-           expires = t.expires and iso(t.expires) or nil,
-           last_used = t.last_used and iso(t.last_used) or nil }
+  return require("aap.report").object(TOKEN_FIELDS, {
+    id = t.id, kind = t.kind, user = t.user, application = t.application, scope = t.scope,
+    description = t.description, created = t.created and iso(t.created) or nil,
+    expires = t.expires and iso(t.expires) or nil, last_used = t.last_used and iso(t.last_used) or nil })
 end
 
 local function list(args, ctx)
@@ -372,7 +376,7 @@ local function list(args, ctx)
     ::continue::
   end
   if args.format == "json" then
-    ctx:out(require("cjson").encode(items))
+    ctx:out(require("aap.report").encode(require("aap.report").list(items)))
   else
     ctx:out(columns(rows, TOKEN_HEADERS))
   end
@@ -384,7 +388,7 @@ local function show(args, ctx)
   local id = tonumber(args.id)
   local tok = ctx:check(s:token(id))
   if args.format == "json" then
-    ctx:out(require("cjson").encode(public_token(tok)))
+    ctx:out(require("aap.report").encode(public_token(tok)))
   else
     ctx:out(columns({ token_row(tok) }, TOKEN_HEADERS))
   end
