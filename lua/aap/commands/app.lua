@@ -6,22 +6,32 @@ local M = {}
 
 local HEADERS = { "ID", "NAME", "ORGANIZATION", "CLIENT_ID", "CLIENT_TYPE", "GRANT_TYPE" }
 
+--- The name of an application's organization, as the gateway sends it beside the id
+-- (summary_fields), or nil.
+function M.organization_name(a)
+  local sf = type(a) == "table" and a.summary_fields
+  local org = type(sf) == "table" and sf.organization
+  return type(org) == "table" and type(org.name) == "string" and org.name or nil
+end
+
 local function row(a)
-  return { a.id, a.name or "", a.organization or "", a.client_id or "", a.client_type or "",
-           a.authorization_grant_type or "" }
+  return { a.id, a.name or "", M.organization_name(a) or a.organization or "", a.client_id or "",
+           a.client_type or "", a.authorization_grant_type or "" }
 end
 
 local function public(a)
-  return { id = a.id, name = a.name, organization = a.organization, client_id = a.client_id,
-           client_type = a.client_type, authorization_grant_type = a.authorization_grant_type,
+  return { id = a.id, name = a.name, organization = a.organization, organization_name = M.organization_name(a),
+           client_id = a.client_id, client_type = a.client_type, authorization_grant_type = a.authorization_grant_type,
            description = a.description, redirect_uris = a.redirect_uris }
 end
 
-local function org_id(ctx, s, org)
+--- An organization's id from --organization (a name or an id); nil when not given.
+function M.org_id(ctx, s, org)
   if org == nil then return nil end
   if org:match("^%d+$") then return tonumber(org) end
   return ctx:check(require("aap.workflow").organization_id(s, org))
 end
+local org_id = M.org_id
 
 local function list(args, ctx)
   local s = ctx:connect()
