@@ -133,15 +133,16 @@ static char *dup_or_die(lua_State *L, const char *s)
     return d;
 }
 
-/* Parses and checks the URL with libcurl's parser; sets S->origin and S->base. */
-static void set_base(lua_State *L, aap_session *S, const char *url, int *is_http, int *loopback)
+/* Parses and checks the URL with libcurl's parser. Returns NULL when it is fit for a session,
+ * with *origin and *base malloc'ed when those are given (else not made), or what is wrong. */
+static const char *parse_url(const char *url, char **origin_out, char **base_out, int *is_http, int *loopback)
 {
     CURLU *u = curl_url();
     char *scheme = NULL, *user = NULL, *pw = NULL, *query = NULL, *frag = NULL;
     char *host = NULL, *port = NULL, *path = NULL;
     const char *bad = NULL;
     if (!u)
-        luaL_error(L, "not enough memory");
+        return "not enough memory";
     if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK) {
         bad = "not a valid http:// or https:// URL";
     } else {
@@ -162,7 +163,7 @@ static void set_base(lua_State *L, aap_session *S, const char *url, int *is_http
         else if (!host || !*host)
             bad = "URL has no host";
     }
-    if (!bad) {
+    if (!bad && origin_out) {
         size_t plen = path ? strlen(path) : 0;
         while (plen > 0 && path[plen - 1] == '/')
             plen--;
@@ -171,8 +172,8 @@ static void set_base(lua_State *L, aap_session *S, const char *url, int *is_http
         if (origin && base) {
             sprintf(origin, "%s://%s%s%s", scheme, host, port ? ":" : "", port ? port : "");
             sprintf(base, "%s%.*s", origin, (int)plen, path ? path : "");
-            S->origin = origin;
-            S->base = base;
+            *origin_out = origin;
+            *base_out = base;
             *is_http = strcmp(scheme, "http") == 0;
             *loopback = aap_is_loopback(host);
         } else {
@@ -183,8 +184,31 @@ static void set_base(lua_State *L, aap_session *S, const char *url, int *is_http
     curl_free(scheme); curl_free(user); curl_free(pw); curl_free(query);
     curl_free(frag); curl_free(host); curl_free(port); curl_free(path);
     curl_url_cleanup(u);
+    return bad;
+}
+
+/* Sets S->origin and S->base from the URL; a bad URL raises (a wrong argument). */
+static void set_base(lua_State *L, aap_session *S, const char *url, int *is_http, int *loopback)
+{
+    const char *bad = parse_url(url, &S->origin, &S->base, is_http, loopback);
     if (bad)
         luaL_error(L, "aap.connect: option 'url': %s", bad);
+}
+
+/* aap.check_url(url) -> true | nil, reason: would aap.connect take this URL? For callers
+ * that take a URL from a person (the command's --url, AAP_HOSTNAME) and must say what is
+ * wrong with it rather than raise. */
+static int l_check_url(lua_State *L)
+{
+    const char *url = luaL_checkstring(L, 1);
+    const char *bad = strlen(url) == lua_rawlen(L, 1) ? parse_url(url, NULL, NULL, NULL, NULL) : "holds NUL";
+    if (!bad) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    lua_pushnil(L);
+    lua_pushstring(L, bad);
+    return 2;
 }
 
 /* aap.connect(opts) -> aap.Session | nil, err */
@@ -835,4 +859,6 @@ void aap_open_session(lua_State *L)
     lua_pop(L, 1);
     lua_pushcfunction(L, l_connect);
     lua_setfield(L, -2, "connect");
+    lua_pushcfunction(L, l_check_url);
+    lua_setfield(L, -2, "check_url");
 }

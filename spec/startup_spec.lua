@@ -108,7 +108,8 @@ describe("start-up", function()
 
   describe("help", function()
     for _, case in ipairs({ { { "--help" }, ALL_COMMANDS }, { { "token", "--help" }, ALL_COMMANDS },
-                            { { "token", "create", "--help" }, CREATE_COMMAND } }) do
+                            { { "token", "create", "--help" }, CREATE_COMMAND },
+                            { { "help" }, ALL_COMMANDS }, { { "help", "token", "create" }, CREATE_COMMAND } }) do
       local argv, want = case[1], case[2]
       it("aap " .. table.concat(argv, " ") .. " builds the parser but loads no library module nor the C core",
         function()
@@ -119,6 +120,18 @@ describe("start-up", function()
           assert_no_core(maps)
         end)
     end
+
+    it("completion and man load the generator beside the parser, and no C core", function()
+      local want = set(ALL_COMMANDS)
+      want["aap.clidoc"] = true
+      for _, argv in ipairs({ { "completion", "bash" }, { "man" } }) do
+        local r, modules, maps = traced(argv)
+        assert.equal(0, r.code, r.stderr)
+        assert.truthy(#r.stdout > 1000)
+        assert_modules(modules, want)
+        assert_no_core(maps)
+      end
+    end)
 
     it("a usage error loads no library module nor the C core either", function()
       local r, modules, maps = traced({ "token", "create", "--no-such-flag" })

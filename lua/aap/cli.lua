@@ -78,8 +78,21 @@ function Ctx:check(v, err, prefix)
 end
 
 --- Connection options for aap.connect from the flags and environment.
+-- Asks for the password on the terminal (no echo).
+local function prompt_password(text)
+  local pw, msg, code = require("aap").os.read_password(text)
+  if not pw then return nil, { code = code == "interrupted" and "interrupted" or "local", message = msg } end
+  return pw
+end
+
 function Ctx:conn(opts)
   local config = require("aap.config")
+  opts = { anonymous = opts and opts.anonymous }
+  -- No password given and a person at the terminal: ask. A script (stdin not a terminal)
+  -- gets the "no credentials" error at once rather than a prompt it cannot answer.
+  if not self.args.password_stdin and not self.args.token_stdin and require("aap").os.isatty(0) then
+    opts.prompt = prompt_password
+  end
   local c, err = config.connection(self.args, opts)
   if not c then raise(err) end
   if c.allow_plain_http and c.url:lower():match("^http://") and not self.warned_plain then
@@ -102,7 +115,14 @@ end
 --- Opens a session (and remembers it, to close it at the end).
 function Ctx:connect(opts)
   local c = self:conn(opts)
-  local s, err = require("aap").connect(c)
+  -- aap.connect raises on options it cannot take: from the command line or the environment,
+  -- that is a usage error (exit 1, one line), not a bug.
+  local ok, s, err = pcall(require("aap").connect, c)
+  if not ok then
+    local what = tostring(s):match("aap%.connect: (option .*)$")
+    if not what then error(s, 0) end
+    raise({ code = "usage", message = what })
+  end
   if not s then raise(err) end
   if c.token or c.password then
     self.credentials = (require("aap.config").info[c] or {}).credentials or ("the password of " .. tostring(c.username))
@@ -131,6 +151,17 @@ function M.message(err)
     local i, j = text:find(api, 1, true)
     if i then text = text:sub(1, i - 1) .. flag .. text:sub(j + 1) end
   end
+  -- An ambiguous name: the candidates, so the next command can name one (by id, or with
+  -- --organization).
+  if type(err) == "table" and err.code == "ambiguous" and type(err.candidates) == "table" then
+    local names = {}
+    for i, c in ipairs(err.candidates) do
+      local org = c.organization_name or c.organization
+      names[i] = ("id=%s%s"):format(tostring(c.id), org ~= nil and (" (organization %s)"):format(
+        require("aap.commands.token").cell(org)) or "")
+    end
+    if #names > 0 then text = text .. "; candidates: " .. table.concat(names, ", ") end
+  end
   return text
 end
 
@@ -153,10 +184,20 @@ function M.connection_options(cmd)
   return cmd
 end
 
---- Adds -q/--quiet.
+--- Adds -q/--quiet (every leaf has it: M.parser adds it to those that do not).
 function M.quiet_option(cmd)
-  cmd:flag("-q --quiet", "No summary on stderr.")
+  cmd:flag("-q --quiet", "No summary or diagnostics on stderr (warnings and errors still).")
   return cmd
+end
+
+-- Has this command an option of this name?
+local function has_option(cmd, name)
+  for _, o in ipairs(cmd._options) do
+    for _, alias in ipairs(o._aliases) do
+      if alias == name then return true end
+    end
+  end
+  return false
 end
 
 --- Registers a handler for a leaf command.
@@ -241,10 +282,121 @@ function M.parser(argv)
     if reached then break end
   end
   building = nil
+  -- Commands that send nothing and load no library module: main runs them itself.
+  local help = parser:command("help", "Show the help of a command: aap help token create.")
+  help:argument("words", "The command."):args("*")
+  help._is_help_command = true   -- its completion offers the command names
+  parser:command("completion", "Print a completion script: aap completion bash > /etc/bash_completion.d/aap")
+    :argument("shell", "bash, zsh or fish."):choices({ "bash", "zsh", "fish" })
+  parser:command("man", "Print the manual page (roff): aap man | man -l -")
   for _, leaf in ipairs(leaves) do
-    if not reached or leaf == reached then leaf.build(leaf.cmd) end
+    if not reached or leaf == reached then
+      leaf.build(leaf.cmd)
+      if not has_option(leaf.cmd, "--quiet") then M.quiet_option(leaf.cmd) end
+    end
   end
   return parser
+end
+
+-- The flags every command that talks to the gateway takes, accepted before the command too
+-- (`aap --url X token list`): true when the flag takes a value.
+local GLOBAL_FLAGS = {
+  ["--url"] = true, ["--username"] = true, ["--ca-file"] = true, ["--timeout"] = true, ["--flavor"] = true,
+  ["--password-stdin"] = false, ["--token-stdin"] = false, ["-k"] = false, ["--insecure"] = false,
+  ["--allow-plain-http"] = false, ["--allow-insecure-basic"] = false, ["-q"] = false, ["--quiet"] = false,
+}
+local GROUPS = { token = true, app = true }
+-- Root commands that take no connection flags.
+local LOCAL_COMMANDS = { sim = true, help = true, completion = true, man = true }
+
+--- The command line with the connection flags given before the command's words moved after
+-- them (to the end, before a `--`), where the command's own parser takes them:
+-- `aap --url X -k token list --kind personal` is parsed as `token list --kind personal --url X -k`.
+-- Anything else before the command (--help, --version, an unknown flag) stops the move,
+-- and is left for the parser to answer.
+-- @tparam table argv
+-- @treturn table argv, moved (a new table) or as it was
+function M.hoist(argv)
+  local words, moved, i = {}, {}, 1
+  while argv[i] ~= nil do
+    local a = argv[i]
+    local takes = GLOBAL_FLAGS[a:match("^(%-%-[^=]+)=") or a]
+    if takes ~= nil then
+      moved[#moved + 1] = a
+      if takes and not a:find("=", 1, true) and argv[i + 1] ~= nil then
+        moved[#moved + 1] = argv[i + 1]
+        i = i + 1
+      end
+    elseif a:sub(1, 1) ~= "-" and (#words == 0 or (#words == 1 and GROUPS[words[1]])) then
+      words[#words + 1] = a
+    else
+      break
+    end
+    i = i + 1
+  end
+  if #moved == 0 or #words == 0 or LOCAL_COMMANDS[words[1]] then return argv end
+  local out = table.move(words, 1, #words, 1, {})
+  local stop = #argv + 1
+  for j = i, #argv do
+    if argv[j] == "--" then stop = j break end
+  end
+  table.move(argv, i, stop - 1, #out + 1, out)
+  table.move(moved, 1, #moved, #out + 1, out)
+  table.move(argv, stop, #argv, #out + 1, out)
+  return out
+end
+
+-- A password or token flag anywhere before `--`: refused before parsing, never echoed.
+local function secret_flag(argv)
+  for _, a in ipairs(argv) do
+    if a == "--" then return false end
+    local name = a:match("^(%-%-[^=]+)=") or a
+    if name == "--password" or name == "--token" then return true end
+  end
+  return false
+end
+
+-- The command the words name, from the root (nil when one is unknown).
+local function find_command(parser, words)
+  local cmd = parser
+  for _, w in ipairs(words) do
+    local found
+    for _, c in ipairs(cmd._commands) do
+      for _, alias in ipairs(c._aliases) do
+        if alias == w and not c._hidden then found = c end
+      end
+    end
+    if not found then return nil, w end
+    cmd = found
+  end
+  return cmd
+end
+
+-- The words of the command a parse reached: {"token", "create"}, {"app"}, {}.
+local function reached_words(args)
+  local words, key = {}, "command"
+  while args[key] do
+    words[#words + 1] = args[key]
+    key = args[key] .. "_command"
+  end
+  return words
+end
+
+-- help, completion and man: they read the parser only.
+local function run_local(parser, args)
+  if args.command == "help" then
+    local cmd, unknown = find_command(parser, args.words)
+    if not cmd then
+      io.stderr:write("aap: unknown command '", unknown, "' (aap help lists the commands)\n")
+      return M.EXIT.usage
+    end
+    io.stdout:write(cmd:get_help(), "\n")
+  elseif args.command == "completion" then
+    io.stdout:write(require("aap.clidoc").completion(parser, args.shell))
+  else
+    io.stdout:write(require("aap.clidoc").man(parser, M.VERSION, EPILOG))
+  end
+  return M.EXIT.ok
 end
 
 --- Runs the command line; returns the exit code.
@@ -263,14 +415,30 @@ function M.main(argv)
     io.stdout:write("aap ", M.VERSION, "\n")
     return M.EXIT.ok
   end
-  local parser = M.parser(args_in)
-  local ok, args = parser:pparse(args_in)
-  if not ok then
-    io.stderr:write(parser:get_usage(), "\n\naap: ", tostring(args), "\n")
+  if secret_flag(args_in) then
+    io.stderr:write("aap: secrets are not accepted on the command line (they would show in `ps`); ",
+      "use AAP_PASSWORD, AAP_PASSWORD_FILE, --password-stdin, AAP_TOKEN or --token-stdin\n")
     return M.EXIT.usage
   end
+  args_in = M.hoist(args_in)
+  -- `aap help token create` needs the parser `aap token create` needs.
+  local parser = M.parser(args_in[1] == "help" and table.move(args_in, 2, #args_in, 1, {}) or args_in)
+  -- A parse error shows the usage of the command it happened in (argparse's own parse does;
+  -- its pparse, which returns instead of exiting, keeps only the message).
+  local failed
+  local ok, args = pcall(parser._parse, parser, args_in, function(p, msg)
+    failed = p
+    error(msg, 0)
+  end)
+  if not ok then
+    if not failed then error(args, 0) end   -- not a parse error: a bug
+    io.stderr:write(failed:get_usage(), "\n\naap: ", tostring(args), "\n")
+    return M.EXIT.usage
+  end
+  if LOCAL_COMMANDS[args.command] then return run_local(parser, args) end
   if not args._run then
-    io.stderr:write(parser:get_help(), "\n")
+    -- A group without its sub-command (`aap token`): that group's help.
+    io.stderr:write((find_command(parser, reached_words(args)) or parser):get_help(), "\n")
     return M.EXIT.usage
   end
   if args.password ~= nil or args.token ~= nil then
@@ -285,6 +453,10 @@ function M.main(argv)
   local ctx = setmetatable({ args = args, sessions = {} }, Ctx)
   local rok, res = xpcall(args._run, function(e)
     if getmetatable(e) == Fail then return e end
+    -- Ctrl-C: lua5.4's own SIGINT handler raises "interrupted!" in whatever Lua code runs.
+    if type(e) == "string" and e:match("^[^\n]*interrupted!$") then
+      return setmetatable({ err = { code = "interrupted", message = "interrupted" } }, Fail)
+    end
     return { internal = tostring(e), trace = debug.traceback() }
   end, args, ctx)
   for _, s in ipairs(ctx.sessions) do s:close() end

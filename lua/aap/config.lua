@@ -72,6 +72,7 @@ function M.url(flag)
     return fail("%s must not carry credentials; use AAP_USERNAME and AAP_PASSWORD", from)
   end
   if v:find("[?#]") then return fail("%s must not have a query string or fragment", from) end
+  local given = v
   -- The API's own path is added by aap: accept a URL copied from the browser or the docs.
   v = v:gsub("/+$", "")
   for _, suffix in ipairs({ "/api/gateway/v1", "/api/controller/v2", "/api/v2", "/api/gateway", "/api" }) do
@@ -80,6 +81,10 @@ function M.url(flag)
       break
     end
   end
+  -- What the C core would refuse (no host, a port out of range or not a number, an unclosed
+  -- [IPv6 literal]) is the person's mistake: say so here, as a usage error.
+  local ok, why = require("aap").check_url(v)
+  if not ok then return fail("%s is %q: %s", from, given, why) end
   return v
 end
 
@@ -105,7 +110,8 @@ end
 --- Builds the options for aap.connect from parsed flags and the environment.
 -- @tparam table args parsed flags: url, username, password_stdin, ca_file, insecure, timeout, flavor,
 --   allow_plain_http
--- @tparam ?table opts `anonymous = true` when the call needs no credentials (refresh)
+-- @tparam ?table opts `anonymous = true` when the call needs no credentials (refresh);
+--   `prompt`: function(text) -> password | nil, err, to ask for the password when none is set
 -- @treturn table options for aap.connect, or nil, err
 function M.connection(args, opts)
   opts = opts or {}
@@ -168,6 +174,12 @@ function M.connection(args, opts)
     else
       password = getenv("AAP_PASSWORD")
     end
+  end
+  if (not password or password == "") and opts.prompt then
+    -- None given, and a person at a terminal: ask, without echo (never through argv).
+    local s, e = opts.prompt(("Password for %s at %s: "):format(c.username, url))
+    if not s then return nil, e end
+    password = s
   end
   if not password or password == "" then
     return fail("no credentials: set AAP_PASSWORD (or AAP_PASSWORD_FILE, --password-stdin) or AAP_TOKEN")

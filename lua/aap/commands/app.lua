@@ -6,24 +6,37 @@ local M = {}
 
 local HEADERS = { "ID", "NAME", "ORGANIZATION", "CLIENT_ID", "CLIENT_TYPE", "GRANT_TYPE" }
 
-local function row(a)
-  return { a.id, a.name or "", a.organization or "", a.client_id or "", a.client_type or "",
-           a.authorization_grant_type or "" }
+--- The name of an application's organization, as the gateway sends it beside the id
+-- (summary_fields), or nil.
+function M.organization_name(a)
+  local sf = type(a) == "table" and a.summary_fields
+  local org = type(sf) == "table" and sf.organization
+  return type(org) == "table" and type(org.name) == "string" and org.name or nil
 end
 
-local APP_FIELDS = { "id", "name", "organization", "client_id", "client_type", "authorization_grant_type",
-                     "description", "redirect_uris" }
+local function row(a)
+  return { a.id, a.name or "", M.organization_name(a) or a.organization or "", a.client_id or "",
+           a.client_type or "", a.authorization_grant_type or "" }
+end
+
+local APP_FIELDS = { "id", "name", "organization", "organization_name", "client_id", "client_type",
+                     "authorization_grant_type", "description", "redirect_uris" }
 
 -- An application in a report: every field (null when unknown), never its client secret.
 local function public(a)
-  return require("aap.report").object(APP_FIELDS, a)
+  local o = {}
+  for k, v in pairs(a) do o[k] = v end
+  o.organization_name = M.organization_name(a)
+  return require("aap.report").object(APP_FIELDS, o)
 end
 
-local function org_id(ctx, s, org)
+--- An organization's id from --organization (a name or an id); nil when not given.
+function M.org_id(ctx, s, org)
   if org == nil then return nil end
   if org:match("^%d+$") then return tonumber(org) end
   return ctx:check(require("aap.workflow").organization_id(s, org))
 end
+local org_id = M.org_id
 
 local function list(args, ctx)
   local s = ctx:connect()

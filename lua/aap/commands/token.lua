@@ -322,33 +322,63 @@ local function columns(rows, headers)
 end
 M.columns = columns
 
-local function token_row(t)
-  return { t.id, t.kind, t.user or "", t.application or "", t.scope or "", iso(t.created), iso(t.expires),
-           iso(t.last_used), t.description or "" }
+-- apps: application id -> { name =, organization =, organization_name = } (see app_names).
+local function token_row(t, apps)
+  local a = t.application and apps and apps[t.application] or {}
+  return { t.id, t.kind, t.user or "", a.name or t.application or "", a.organization_name or a.organization or "",
+           t.scope or "", iso(t.created), iso(t.expires), iso(t.last_used), t.description or "" }
 end
 
-local TOKEN_HEADERS = { "ID", "KIND", "USER", "APP", "SCOPE", "CREATED", "EXPIRES", "LAST_USED", "DESCRIPTION" }
+local TOKEN_HEADERS = { "ID", "KIND", "USER", "APP", "ORGANIZATION", "SCOPE", "CREATED", "EXPIRES", "LAST_USED",
+                        "DESCRIPTION" }
 
-local TOKEN_FIELDS = { "id", "kind", "user", "application", "scope", "description", "created", "expires",
-                       "last_used" }
+local TOKEN_FIELDS = { "id", "kind", "user", "application", "application_name", "organization",
+                       "organization_name", "scope", "description", "created", "expires", "last_used" }
 
 -- A token in a report: every field (null when unknown); the gateway never shows its value.
-local function public_token(t)
+local function public_token(t, apps)
+  local a = t.application and apps and apps[t.application] or {}
   return require("aap.report").object(TOKEN_FIELDS, {
-    id = t.id, kind = t.kind, user = t.user, application = t.application, scope = t.scope,
+    id = t.id, kind = t.kind, user = t.user, application = t.application, application_name = a.name,
+    organization = a.organization, organization_name = a.organization_name, scope = t.scope,
     description = t.description, created = t.created and iso(t.created) or nil,
     expires = t.expires and iso(t.expires) or nil, last_used = t.last_used and iso(t.last_used) or nil })
+end
+
+-- The names of the applications these tokens belong to, and of their organizations: one
+-- listing of the applications, when a token has one. A user who may not list applications
+-- (the gateway answers 403) sees the ids alone.
+local function app_names(s, tokens, filters)
+  local any
+  for _, t in ipairs(tokens) do any = any or t.application end
+  if not any then return {} end
+  local list = s:applications(filters or {})
+  local apps = {}
+  for _, a in ipairs(list or {}) do
+    apps[a.id] = { name = a.name, organization = a.organization,
+                   organization_name = require("aap.commands.app").organization_name(a) }
+  end
+  return apps
 end
 
 local function list(args, ctx)
   local s = ctx:connect()
   local filters = {}
+  local org = args.organization
+  if org and org:match("^%d+$") then org = tonumber(org) end
+  local in_org   -- with --organization alone: the ids of its applications
   if args.application then
     local app = args.application
     if not app:match("^%d+$") then
-      app = ctx:check(s:application(app, {})).id
+      app = ctx:check(s:application(app, { organization = org })).id
     end
     filters.application = tonumber(app)
+  elseif org then
+    if args.kind == "personal" then ctx:usage("--organization lists application tokens: not with --kind personal") end
+    in_org = {}
+    local id = require("aap.commands.app").org_id(ctx, s, args.organization)
+    for _, a in ipairs(ctx:check(s:applications({ organization = id }))) do in_org[a.id] = true end
+    filters.application__isnull = "false"
   end
   if args.user then
     if not args.user:match("^%d+$") then ctx:usage("--user takes a user id (a number), not %q", args.user) end
@@ -366,14 +396,20 @@ local function list(args, ctx)
   end
   if args.kind == "personal" then filters.application__isnull = "true" end
   if args.kind == "application" then filters.application__isnull = "false" end
-  local rows, items = {}, {}
+  local tokens = {}
   local only = tonumber(filters.user)
   for tok, err in s:each_token(filters) do
     ctx:check(tok, err)
     if only and tok.user and tok.user ~= only then goto continue end
-    rows[#rows + 1] = token_row(tok)
-    items[#items + 1] = public_token(tok)
+    if in_org and not in_org[tok.application] then goto continue end
+    tokens[#tokens + 1] = tok
     ::continue::
+  end
+  local apps = app_names(s, tokens)
+  local rows, items = {}, {}
+  for i, tok in ipairs(tokens) do
+    rows[i] = token_row(tok, apps)
+    items[i] = public_token(tok, apps)
   end
   if args.format == "json" then
     ctx:out(require("aap.report").encode(require("aap.report").list(items)))
@@ -387,10 +423,11 @@ local function show(args, ctx)
   local s = ctx:connect()
   local id = tonumber(args.id)
   local tok = ctx:check(s:token(id))
+  local apps = app_names(s, { tok })
   if args.format == "json" then
-    ctx:out(require("aap.report").encode(public_token(tok)))
+    ctx:out(require("aap.report").encode(public_token(tok, apps)))
   else
-    ctx:out(columns({ token_row(tok) }, TOKEN_HEADERS))
+    ctx:out(columns({ token_row(tok, apps) }, TOKEN_HEADERS))
   end
   return 0
 end
@@ -496,6 +533,8 @@ function M.register(groups, cli)
 
   cli.command(token, "list", "List tokens (values are never shown by the gateway).", function(l)
     l:option("--application", "Only this application's tokens (name or id).")
+    l:option("--organization", "Only tokens of this organization's applications (name or id); with "
+      .. "--application, the organization whose application of that name is meant.")
     l:option("--user", "Only this user's tokens (id; default: your own).")
     l:flag("--all-users", "Every user's tokens (superusers only; default: your own).")
     l:option("--kind", "personal or application."):choices({ "personal", "application" })
