@@ -272,10 +272,10 @@ describe("aap command conventions", function()
       local path = generate({ "completion", "fish" }, "aap.fish")
       assert.equal(0, (shell("fish -n " .. sh(path))))
       local code, out = shell("fish -c " .. sh(
-        ("source %s; complete -C 'aap token cr'; complete -C 'aap app list --fo'"):format(sh(path))))
+        ("source %s; complete -C 'aap token cr'; complete -C 'aap app list --ou'"):format(sh(path))))
       assert.equal(0, code, out)
       assert.matches("^create\t", out)
-      assert.matches("\n%-%-format\t", out)
+      assert.matches("\n%-%-output\t", out)
       assert.is_nil(out:find("-l password ", 1, true))
     end)
 

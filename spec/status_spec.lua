@@ -33,7 +33,7 @@ describe("aap token status", function()
   end
 
   local function json_status(path, extra, more)
-    local argv = { "token", "status", "--env-file", path, "--format", "json" }
+    local argv = { "token", "status", "--env-file", path, "--output", "json" }
     for _, a in ipairs(more or {}) do argv[#argv + 1] = a end
     local r = aap(argv, extra)
     local ok, report = pcall(cjson.decode, r.stdout)
@@ -131,7 +131,7 @@ describe("aap token status", function()
   it("reports an empty file as [] and exits 0", function()
     local path = helper.tmpdir() .. "/.env"
     helper.writefile(path, "RHDH_BASE_URL=https://rhdh.example.com\n")
-    local r = aap({ "token", "status", "--env-file", path, "--format", "json" })
+    local r = aap({ "token", "status", "--env-file", path, "--output", "json" })
     assert.equal(0, r.code, r.stderr)
     assert.equal("[]\n", r.stdout)
   end)

@@ -42,7 +42,7 @@ local function list(args, ctx)
   local s = ctx:connect()
   local filters = { organization = org_id(ctx, s, args.organization), name__icontains = args.name_contains }
   local apps = ctx:check(s:applications(filters))
-  if args.format == "json" then
+  if args.output == "json" or args.format == "json" then
     local report = require("aap.report")
     local items = report.list()
     for i, a in ipairs(apps) do items[i] = public(a) end
@@ -59,7 +59,7 @@ local function show(args, ctx)
   local s = ctx:connect()
   local key = args.application:match("^%d+$") and tonumber(args.application) or args.application
   local app = ctx:check(s:application(key, { organization = org_id(ctx, s, args.organization) }))
-  if args.format == "json" then
+  if args.output == "json" or args.format == "json" then
     ctx:out(require("aap.report").encode(public(app)))
   else
     ctx:out(require("aap.commands.token").columns({ row(app) }, HEADERS))
@@ -109,14 +109,18 @@ function M.register(groups, cli)
   cli.command(app, "list", "List applications (all pages).", function(l)
     l:option("--organization", "Organization name or id.")
     l:option("--name-contains", "Case-insensitive part of the name.")
-    l:option("--format", "table or json."):choices({ "table", "json" }):default("table")
+    l:option("--output", "text, or json: a report with every field (null when unknown), [] when empty.")
+      :choices({ "text", "json" })
+    l:option("--format"):choices({ "table", "text", "json" }):hidden(true) -- the older spelling of --output
     cli.connection_options(l)
   end, list)
 
   cli.command(app, "show", "Show one application, by name (unique) or id.", function(sh)
     sh:argument("application", "Name or id.")
     sh:option("--organization", "Organization name or id, when the name is not unique.")
-    sh:option("--format", "table or json."):choices({ "table", "json" }):default("table")
+    sh:option("--output", "text, or json: a report with every field (null when unknown), [] when empty.")
+      :choices({ "text", "json" })
+    sh:option("--format"):choices({ "table", "text", "json" }):hidden(true) -- the older spelling of --output
     cli.connection_options(sh)
   end, show)
 

@@ -140,7 +140,7 @@ local function status(args, ctx)
     if e.status == "expiring" and worst == 0 then worst = M.EXIT_EXPIRING end
     if e.accepted == false then worst = 3 end
   end
-  if args.format == "json" then
+  if args.output == "json" or args.format == "json" then
     local rep = require("aap.report")
     local arr = rep.list()
     for i, e in ipairs(report) do arr[i] = rep.object(FIELDS, e) end
@@ -171,7 +171,9 @@ function M.register(groups, cli)
       c:option("--key", "Only this key (repeatable; default: every token key the file holds).")
         :count("*")
       c:option("--warn", "Exit 5 when a token expires within this long (default 7d).")
-      c:option("--format", "json: an array with one object per token, every field present."):choices({ "json" })
+      c:option("--output", "text, or json: a report with every field (null when unknown), [] when empty.")
+        :choices({ "text", "json" })
+      c:option("--format"):choices({ "table", "text", "json" }):hidden(true) -- the older spelling of --output
       cli.connection_options(c)
       cli.quiet_option(c)
     end, status)

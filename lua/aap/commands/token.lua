@@ -411,7 +411,7 @@ local function list(args, ctx)
     rows[i] = token_row(tok, apps)
     items[i] = public_token(tok, apps)
   end
-  if args.format == "json" then
+  if args.output == "json" or args.format == "json" then
     ctx:out(require("aap.report").encode(require("aap.report").list(items)))
   else
     ctx:out(columns(rows, TOKEN_HEADERS))
@@ -424,7 +424,7 @@ local function show(args, ctx)
   local id = tonumber(args.id)
   local tok = ctx:check(s:token(id))
   local apps = app_names(s, { tok })
-  if args.format == "json" then
+  if args.output == "json" or args.format == "json" then
     ctx:out(require("aap.report").encode(public_token(tok, apps)))
   else
     ctx:out(columns({ token_row(tok, apps) }, TOKEN_HEADERS))
@@ -538,13 +538,17 @@ function M.register(groups, cli)
     l:option("--user", "Only this user's tokens (id; default: your own).")
     l:flag("--all-users", "Every user's tokens (superusers only; default: your own).")
     l:option("--kind", "personal or application."):choices({ "personal", "application" })
-    l:option("--format", "table or json."):choices({ "table", "json" }):default("table")
+    l:option("--output", "text, or json: a report with every field (null when unknown), [] when empty.")
+      :choices({ "text", "json" })
+    l:option("--format"):choices({ "table", "text", "json" }):hidden(true) -- the older spelling of --output
     cli.connection_options(l)
   end, list)
 
   cli.command(token, "show", "Show one token.", function(sh)
     sh:argument("id", "Token id."):convert(M.id_arg("a token id"))
-    sh:option("--format", "table or json."):choices({ "table", "json" }):default("table")
+    sh:option("--output", "text, or json: a report with every field (null when unknown), [] when empty.")
+      :choices({ "text", "json" })
+    sh:option("--format"):choices({ "table", "text", "json" }):hidden(true) -- the older spelling of --output
     cli.connection_options(sh)
   end, show)
 
