@@ -37,6 +37,7 @@ Connection (flags win over the environment):
   AAP_ALLOW_PLAIN_HTTP=true  send credentials over plain http:// to a host that is not loopback
   AAP_CLIENT_ID, AAP_CLIENT_SECRET   the OAuth application's client, for refresh
   AAP_ENV_FILE              default env file (else .env)
+  AAP_FLAVOR                auto, gateway (AAP 2.5+) or controller (AAP 2.4)
   Passwords and tokens are never accepted on the command line.
 
 Exit codes:
@@ -179,8 +180,9 @@ function M.connection_options(cmd)
     .. "(visible warning).")
   cmd:flag("--allow-insecure-basic"):hidden(true)   -- the former name of --allow-plain-http
   cmd:option("--timeout", "Seconds per request (default: AAP_TIMEOUT, else 30).")
-  cmd:option("--flavor", "auto, gateway (AAP 2.5+) or controller (AAP 2.4).")
-    :choices({ "auto", "gateway", "controller" }):default("auto")
+  cmd:option("--flavor", "auto, gateway (AAP 2.5+) or controller (AAP 2.4) (default: AAP_FLAVOR, else auto: "
+    .. "learned from the first call; on a controller that costs a few requests per command).")
+    :choices({ "auto", "gateway", "controller" })
   return cmd
 end
 

@@ -133,7 +133,15 @@ function M.connection(args, opts)
   local t, e3 = M.seconds("--timeout/AAP_TIMEOUT", args.timeout or getenv("AAP_TIMEOUT"))
   if e3 then return nil, e3 end
   c.timeout = t
-  c.flavor = args.flavor or "auto"
+  local flavor = args.flavor
+  if not flavor then
+    flavor = getenv("AAP_FLAVOR")
+    if flavor == "" then flavor = nil end
+    if flavor and flavor ~= "auto" and flavor ~= "gateway" and flavor ~= "controller" then
+      return fail("AAP_FLAVOR must be auto, gateway or controller (not %q)", flavor:sub(1, 40))
+    end
+  end
+  c.flavor = flavor or "auto"
   -- Credentials of any kind over plain http:// to a host that is not loopback: refused by the
   -- core unless allowed here. AAP_ALLOW_INSECURE_BASIC / --allow-insecure-basic: former names.
   local allow, e4 = M.boolean("AAP_ALLOW_PLAIN_HTTP", getenv("AAP_ALLOW_PLAIN_HTTP"))
