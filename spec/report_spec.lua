@@ -135,6 +135,57 @@ describe("command reports", function()
     assert.equal(cjson.null, p.refused)
   end)
 
+  local function log_lines(r)
+    local lines = {}
+    for l in r.stderr:gmatch("[^\n]+") do
+      local ok, v = pcall(cjson.decode, l)
+      assert(ok and type(v) == "table", "not a JSON log line: " .. l)
+      assert.is_string(v.time)
+      assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%dZ$", v.time)
+      assert.is_string(v.message)
+      lines[#lines + 1] = v
+    end
+    return lines
+  end
+
+  it("--log-format json / AAP_LOG_FORMAT=json: every stderr line one JSON object, errors with code and exit",
+    function()
+      local path = dir .. "/log.env"
+      local r = aap({ "token", "create", "--env-file", path, "--format", "env", "--log-format", "json" })
+      assert.equal(0, r.code, r.stderr)
+      local l = log_lines(r)
+      assert.is_true(#l >= 1)
+      assert.equal("info", l[1].level)
+      assert.equal("token create", l[1].command)
+      local value = helper.source_env(path, { "AAP_PAT" }).AAP_PAT
+      assert.is_nil(r.stderr:find(value, 1, true))
+      -- a policy's ctx:log line names the policy
+      local p = policy('return { max_age = "0s", on_rotated = function(ctx) ctx:log("switched") end }\n')
+      r = aap({ "token", "rotate", "--env-file", path, "--policy", p }, { AAP_LOG_FORMAT = "json" })
+      assert.equal(0, r.code, r.stderr)
+      local saw
+      for _, e in ipairs(log_lines(r)) do
+        if e.message == "switched" then saw = e end
+      end
+      assert.truthy(saw, r.stderr)
+      assert.equal(p, saw.policy)
+      assert.equal("token rotate", saw.command)
+      -- an error, and a usage error before any command is known
+      r = aap({ "whoami", "--log-format", "json" }, { AAP_PASSWORD = "wrong-pw-xyz" })
+      assert.equal(3, r.code)
+      local e = log_lines(r)
+      assert.equal(1, #e)
+      assert.same({ "error", "auth", 3, "whoami" }, { e[1].level, e[1].code, e[1].exit, e[1].command })
+      assert.is_nil(r.stderr:find("wrong-pw-xyz", 1, true))
+      r = aap({ "token", "list", "--bogus" }, { AAP_LOG_FORMAT = "json" })
+      assert.equal(1, r.code)
+      e = log_lines(r)
+      assert.same({ "error", "usage", 1 }, { e[1].level, e[1].code, e[1].exit })
+      -- --log-format text wins over the environment
+      r = aap({ "whoami", "--log-format", "text" }, { AAP_LOG_FORMAT = "json", AAP_PASSWORD = "wrong-pw-xyz" })
+      assert.matches("^aap: auth", r.stderr)
+    end)
+
   it("token status, app list and show: every field, arrays", function()
     local apps = json(aap({ "app", "list", "--format", "json" }))
     assert.is_true(#apps >= 1)

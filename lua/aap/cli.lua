@@ -38,6 +38,7 @@ Connection (flags win over the environment):
   AAP_CLIENT_ID, AAP_CLIENT_SECRET   the OAuth application's client, for refresh
   AAP_ENV_FILE              default env file (else .env)
   AAP_FLAVOR                auto, gateway (AAP 2.5+) or controller (AAP 2.4)
+  AAP_LOG_FORMAT            text, or json: one JSON object per stderr line
   Passwords and tokens are never accepted on the command line.
 
 Exit codes:
@@ -54,15 +55,38 @@ local function raise(err)
   error(setmetatable({ err = err }, Fail), 0)
 end
 
+-- stderr's lines: text (`aap: warning: ...`), or with --log-format json / AAP_LOG_FORMAT=json
+-- one JSON object per line for a log pipeline: time, level (info, warning, error), the
+-- command, the message; an error adds its code and the exit code. Never a secret: the same
+-- messages as the text lines.
+local log_json, log_command = false, nil
+
+--- Writes one line of the log to stderr. `extra` (code, exit, policy) only shows in JSON.
+function M.log(level, msg, extra)
+  if not log_json then
+    local prefix = ({ warning = "aap: warning: ", error = "aap: " })[level] or ""
+    if extra and extra.policy then prefix = extra.policy .. ": " end
+    io.stderr:write(prefix, msg, "\n")
+    return
+  end
+  local report = require("aap.report")
+  local o = { time = os.date("!%Y-%m-%dT%H:%M:%SZ"), level = level, message = msg,
+              command = log_command or report.null }
+  for k, v in pairs(extra or {}) do o[k] = v end
+  io.stderr:write(report.encode(o), "\n")
+end
+
 local Ctx = {}
 Ctx.__index = Ctx
 
 --- Writes a line to stdout.
 function Ctx:out(s) io.stdout:write(s, "\n") end
 --- Writes a diagnostic line to stderr (not with --quiet).
-function Ctx:info(s) if not self.args.quiet then io.stderr:write(s, "\n") end end
+function Ctx:info(s) if not self.args.quiet then M.log("info", s) end end
 --- Writes a warning to stderr, always.
-function Ctx:warn(s) io.stderr:write("aap: warning: ", s, "\n") end
+function Ctx:warn(s) M.log("warning", s) end
+--- A policy hook's ctx:log line (rotate.run's `log`).
+function Ctx:policy_log(policy, s) if not self.args.quiet then M.log("info", s, { policy = policy }) end end
 --- Ends the command with an error (an aap.Error or {code =, message =}).
 function Ctx:fail(err) raise(err) end
 --- Ends the command with a usage error.
@@ -186,9 +210,23 @@ function M.connection_options(cmd)
   return cmd
 end
 
+--- Adds --log-format (with -q: every leaf has both).
+function M.log_option(cmd)
+  for _, o in ipairs(cmd._options) do
+    for _, alias in ipairs(o._aliases) do
+      if alias == "--log-format" then return cmd end
+    end
+  end
+  cmd:option("--log-format", "text, or json: stderr as one JSON object per line (default: AAP_LOG_FORMAT, "
+    .. "else text).")
+    :choices({ "text", "json" })
+  return cmd
+end
+
 --- Adds -q/--quiet (every leaf has it: M.parser adds it to those that do not).
 function M.quiet_option(cmd)
   cmd:flag("-q --quiet", "No summary or diagnostics on stderr (warnings and errors still).")
+  M.log_option(cmd)
   return cmd
 end
 
@@ -306,6 +344,7 @@ local GLOBAL_FLAGS = {
   ["--url"] = true, ["--username"] = true, ["--ca-file"] = true, ["--timeout"] = true, ["--flavor"] = true,
   ["--password-stdin"] = false, ["--token-stdin"] = false, ["-k"] = false, ["--insecure"] = false,
   ["--allow-plain-http"] = false, ["--allow-insecure-basic"] = false, ["-q"] = false, ["--quiet"] = false,
+  ["--log-format"] = true,
 }
 local GROUPS = { token = true, app = true }
 -- Root commands that take no connection flags.
@@ -423,6 +462,13 @@ function M.main(argv)
     return M.EXIT.usage
   end
   args_in = M.hoist(args_in)
+  -- The log format before parsing, so that a usage error is logged in it too.
+  log_json = os.getenv("AAP_LOG_FORMAT") == "json"
+  for i, a in ipairs(args_in) do
+    if a == "--" then break end
+    local v = a:match("^%-%-log%-format=(.*)$") or (a == "--log-format" and args_in[i + 1])
+    if v == "json" or v == "text" then log_json = v == "json" end
+  end
   -- `aap help token create` needs the parser `aap token create` needs.
   local parser = M.parser(args_in[1] == "help" and table.move(args_in, 2, #args_in, 1, {}) or args_in)
   -- A parse error shows the usage of the command it happened in (argparse's own parse does;
@@ -434,7 +480,11 @@ function M.main(argv)
   end)
   if not ok then
     if not failed then error(args, 0) end   -- not a parse error: a bug
-    io.stderr:write(failed:get_usage(), "\n\naap: ", tostring(args), "\n")
+    if log_json then
+      M.log("error", tostring(args), { code = "usage", exit = M.EXIT.usage })
+    else
+      io.stderr:write(failed:get_usage(), "\n\naap: ", tostring(args), "\n")
+    end
     return M.EXIT.usage
   end
   if LOCAL_COMMANDS[args.command] then return run_local(parser, args) end
@@ -452,6 +502,7 @@ function M.main(argv)
   -- file. Before the handler, which is what reads them (help and usage errors read none, and
   -- need not load the C core, libcurl and OpenSSL).
   require("aap").os.no_core_dumps()
+  log_command = table.concat(reached_words(args), " ")
   local ctx = setmetatable({ args = args, sessions = {} }, Ctx)
   local rok, res = xpcall(args._run, function(e)
     if getmetatable(e) == Fail then return e end
@@ -468,10 +519,11 @@ function M.main(argv)
     if type(res.err) == "table" and res.err.code == "auth" and ctx.credentials then
       msg = msg .. " [credentials: " .. ctx.credentials .. "]"
     end
-    io.stderr:write("aap: ", msg, "\n")
-    return M.exit_code(res.err)
+    local code = M.exit_code(res.err)
+    M.log("error", msg, { code = type(res.err) == "table" and res.err.code or nil, exit = code })
+    return code
   end
-  io.stderr:write("aap: internal error: ", res.internal, "\n")
+  M.log("error", "internal error: " .. res.internal, { code = "internal", exit = M.EXIT.usage })
   if os.getenv("AAP_DEBUG") then io.stderr:write(res.trace, "\n") end
   return M.EXIT.usage
 end

@@ -131,8 +131,12 @@ local CtxMethods = {}
 local Ctx = { __index = CtxMethods, __name = "aap.rotate.Context" }
 local deadlines = setmetatable({}, { __mode = "k" }) -- ctx -> {at = aap.os.now() deadline, limit = seconds}
 
---- Writes a line to stderr, prefixed with the policy's name.
+local loggers = setmetatable({}, { __mode = "k" }) -- ctx -> function(policy, msg) (opts.log)
+
+--- Writes a line to stderr, prefixed with the policy's name (or hands it to opts.log).
 function CtxMethods:log(msg)
+  local log = loggers[self]
+  if log then return log(self.policy, tostring(msg)) end
   io.stderr:write(self.policy, ": ", tostring(msg), "\n")
 end
 
@@ -225,6 +229,7 @@ local function hook_ctx(o, fields)
                            dry_run = o.dry_run or false, now = o.now }, Ctx)
   for k, v in pairs(fields) do c[k] = for_hook(v) end
   deadlines[c] = { at = aap.os.now() + o.policy.hook_timeout, limit = o.policy.hook_timeout }
+  loggers[c] = o.log
   return c
 end
 
@@ -738,7 +743,7 @@ local function guess_key(st, doc)
 end
 
 local OPTS = { conn = true, env_file = true, key = true, refresh_key = true, policy = true, dry_run = true,
-               now = true, client = true, warn = true }
+               now = true, client = true, warn = true, log = true }
 
 --- Rotates the token in one env file if its policy says it is due.
 -- @tparam table opts
@@ -751,7 +756,7 @@ local OPTS = { conn = true, env_file = true, key = true, refresh_key = true, pol
 --   no file written), `now` (epoch seconds; default the gateway's clock),
 --   `client` ({client_id =, client_secret =} for refresh; default AAP_CLIENT_ID /
 --   AAP_CLIENT_SECRET or the same keys in the env file), `warn` (function(msg) for warnings;
---   default: stderr)
+--   default: stderr), `log` (function(policy, msg) for the hooks' ctx:log; default: stderr)
 -- @treturn table `{decision = "keep"|"rotate"|"vetoed", code =, reason =, rotated = bool,
 --   strategy =, fallback = bool, old = Record, new = Record, revoked = {ids},
 --   waiting = {{id =, reason =}}, notes = {strings}, dry_run = bool, held = why an old token
@@ -776,7 +781,7 @@ function M.run(opts)
   if not p then return nil, perr end
   local o = { env_file = opts.env_file, policy = p, dry_run = opts.dry_run or false, client = opts.client,
               revoked = {}, waiting = {}, notes = {}, old_values = {},
-              warn = opts.warn or function(m) io.stderr:write("aap: warning: ", m, "\n") end }
+              warn = opts.warn or function(m) io.stderr:write("aap: warning: ", m, "\n") end, log = opts.log }
   local lock
   if not o.dry_run then
     local lerr

@@ -76,6 +76,7 @@ local function rotate_cmd(args, ctx)
   local res, e = rotate.run({
     conn = conn, env_file = path, key = args.key, refresh_key = args.refresh_key, policy = args.policy,
     dry_run = args.dry_run, warn = function(m) ctx:warn(m) end,
+    log = function(policy, m) ctx:policy_log(policy, m) end,
   })
   if not res then ctx:fail(cli_error(e)) end
   local json = args.output == "json"
