@@ -4,8 +4,8 @@
 set -euo pipefail
 pkgs=(cmake make gcc pkg-config lua5.4 liblua5.4-dev libcurl4-openssl-dev
       lua-cjson lua-socket lua-sec lua-luaossl lua-argparse lua-busted lua-check
-      luarocks curl jq openssl cppcheck strace lua-yaml python3-dotenv util-linux valgrind sqlite3 clang libclang-rt-14-dev
-      zsh fish groff-base man-db "$@")
+      luarocks curl jq openssl cppcheck strace lua-yaml python3-dotenv systemd util-linux valgrind sqlite3 clang
+      libclang-rt-14-dev zsh fish groff-base man-db "$@")
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -204,7 +204,8 @@ function M.client(doc)
   if (not id or id == "") and doc then id = doc:get("AAP_CLIENT_ID") end
   if (not secret or secret == "") and doc then secret = doc:get("AAP_CLIENT_SECRET") end
   if not id or id == "" then
-    return fail("no OAuth client id: set AAP_CLIENT_ID (the application's client_id)")
+    return fail("no OAuth client id: set AAP_CLIENT_ID to the application's client_id (`aap app show NAME` "
+      .. "shows it; `aap token create --application NAME --env-file FILE` records it in the file)")
   end
   if secret == "" then secret = nil end
   return { client_id = id, client_secret = secret }

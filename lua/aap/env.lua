@@ -5,13 +5,13 @@
 -- key is set or unset change, so unchanged lines stay byte-for-byte identical.
 --
 -- **Reading values.** The syntax that bash (`set -a; . .env`), python-dotenv, docker compose
--- and kubectl agree on (the specs compare with bash, python-dotenv and kubectl when installed;
--- docker compose's rules are taken from its documentation, not tested here): `KEY=value`,
--- optional `export ` prefix, leading indentation, unquoted values (an inline comment starts
--- at whitespace followed by `#`, trailing blanks are dropped), `'single'` (literal, may span
--- lines) and `"double"` quotes (may span lines; `\"`, `\\`, `\$`, `` \` `` stand for the
--- character, `\n` for a newline as dotenv reads it, a backslash before a line break joins the
--- lines as in bash, any other backslash is kept).
+-- and kubectl agree on (spec/env_readers_spec.lua compares with bash, python-dotenv, kubectl
+-- and systemd's own parser where they are installed; docker compose's rules are taken from its
+-- documentation): `KEY=value`, optional `export ` prefix, leading indentation, unquoted values
+-- (an inline comment starts at whitespace followed by `#`, trailing blanks are dropped),
+-- `'single'` (literal, may span lines) and `"double"` quotes (may span lines; `\"`, `\\`,
+-- `\$`, `` \` `` stand for the character, `\n` for a newline as dotenv reads it, a backslash
+-- before a line break joins the lines as in bash, any other backslash is kept).
 -- Variables are not expanded: `get` returns the text as written. Where the readers disagree
 -- (`KEY = value` with blanks around `=`, which dotenv and compose accept and bash does not),
 -- the dotenv reading is used. A `KEY=` line whose value cannot be parsed (an unterminated quote,
@@ -19,8 +19,18 @@
 -- replaces it, and `doc:problems()` lists it. A key appended to a document with an
 -- unterminated quote goes just before that line, where every reader still sees it.
 --
--- **Writing values** (`quote`): a value made only of `A-Z a-z 0-9 _ . / : @ % + , = -` is
--- written bare, which every reader, kubectl included, takes literally. Anything else is quoted:
+-- **Lines it writes** (`set`) are exactly `KEY=value`, which every reader reads alike: an
+-- inline comment on the line (`KEY=old   # note`: kubectl and systemd's `EnvironmentFile=`
+-- read it as part of the value) is moved to a line of its own just above; indentation and
+-- blanks around `=` are dropped. An `export KEY=` line is refused, not rewritten
+-- (`check_owned`, and `set` raises): kubectl rejects the whole file and systemd skips the line,
+-- but a user who runs `. .env` may rely on the export, so dropping it silently would break
+-- that user instead.
+--
+-- **Writing values** (`quote`): a `portable` value, made only of `A-Z a-z 0-9 _ . / : @ % + , = ~ -`
+-- (no `~` first or after a `:`, which bash expands), is written bare, which every reader,
+-- kubectl and systemd included, takes literally. aap's own writers (aap.workflow, aap.rotate)
+-- write nothing else. For other values, `quote` quotes:
 --
 -- 1. `'single quotes'` when the value has no `'` and no `\\` (python-dotenv decodes `\\` and
 --    `\'` inside single quotes; bash does not);
@@ -33,8 +43,8 @@
 --    escaped closing quote).
 --
 -- kubectl (`create secret generic --from-env-file`) never removes quotes: a quoted value
--- reaches the Secret with its quotes. `kubectl_safe(value)` tells whether a value is written
--- bare. NUL, CR and LF are never accepted in a value: no reader round-trips them.
+-- reaches the Secret with its quotes. `portable(value)` (also `kubectl_safe`) tells whether a
+-- value is written bare. NUL, CR and LF are never accepted in a value: no reader round-trips them.
 --
 -- **Errors.** Wrong arguments raise at the caller's level. File failures return `nil, err`
 -- where `err` is a table `{code =, message =, path =}` with a `__tostring`; messages name the
@@ -103,21 +113,39 @@ local function check_key(key, level)
   end
 end
 
---- Whether a value must be quoted in an env file (anything beyond `A-Za-z0-9_./:@%+,=-`).
+-- Whether every reader takes the value literally when it is written bare (see `portable`).
+local function portable(value)
+  return not find(value, "[^%w_./:@%%+,=~-]") and sub(value, 1, 1) ~= "~" and not find(value, ":~", 1, true)
+end
+
+--- Whether a value is written bare, and so read as written by every reader: bash, python-dotenv,
+-- docker compose, kubectl `--from-env-file` and systemd's `EnvironmentFile=`. That is a value
+-- made only of `A-Z a-z 0-9 _ . / : @ % + , = ~ -`, with no `~` first or after a `:` (bash
+-- expands those to a home directory in an assignment). The values aap itself writes (tokens,
+-- refresh tokens, client ids and secrets) must be portable: anything else is refused, never
+-- quoted, since kubectl would keep the quotes.
+-- @tparam string value
+-- @treturn boolean
+function M.portable(value)
+  expect(value, "string", "value", 2)
+  return portable(value)
+end
+
+--- Whether a value must be quoted in an env file: whether it is not `portable`.
 -- @tparam string value
 -- @treturn boolean
 function M.needs_quotes(value)
   expect(value, "string", "value", 2)
-  return find(value, "[^%w_./:@%%+,=-]") ~= nil
+  return not portable(value)
 end
 
---- Whether kubectl `--from-env-file` reads the same value as bash and dotenv: kubectl takes
--- everything after `=` literally, so only a value written bare is safe.
+--- Whether kubectl `--from-env-file` reads the same value as bash and dotenv (the same as
+-- `portable`): kubectl takes everything after `=` literally, so only a value written bare is safe.
 -- @tparam string value
 -- @treturn boolean
 function M.kubectl_safe(value)
   expect(value, "string", "value", 2)
-  return not M.needs_quotes(value)
+  return portable(value)
 end
 
 -- Whether python-dotenv (interpolation on, its default) would expand part of the value: it
@@ -142,7 +170,7 @@ function M.quote(value)
   if find(value, "[%z\r\n]") then
     return nil, "value contains a NUL, CR or LF character"
   end
-  if not find(value, "[^%w_./:@%%+,=-]") then return value end
+  if portable(value) then return value end
   if sub(value, -1) == "\\" then
     -- bash joins the next line to a bare one; dotenv reads \' or \" as an escaped closing quote.
     return nil, "value ends with a backslash, which no quoting carries to both bash and python-dotenv"
@@ -245,11 +273,12 @@ end
 local function parse_entry(lines, i)
   local text = lines[i].text
   local lead, key, rest = match(text, "^([ \t]*export[ \t]+)([A-Za-z_][A-Za-z0-9_]*)[ \t]*=(.*)$")
+  local exported = lead ~= nil
   if not lead then
     lead, key, rest = match(text, "^([ \t]*)([A-Za-z_][A-Za-z0-9_]*)[ \t]*=(.*)$")
   end
   if not lead then return nil end
-  local entry = { key = key, lead = lead, first = i }
+  local entry = { key = key, lead = lead, first = i, exported = exported or nil }
   local blanks = match(rest, "^[ \t]*")
   local body = sub(rest, #blanks + 1)
   local q = sub(body, 1, 1)
@@ -362,9 +391,44 @@ local function remove_from(items, key, start)
   return removed
 end
 
---- Set a key: its first assignment is replaced in place (keeping an `export ` prefix, the
--- indentation and an inline comment), later assignments of the key are removed; a new key is
--- appended at the end. Raises on a bad key or a value that cannot be written (see `quote`).
+-- Why a line that assigns `key` cannot be rewritten so that every reader agrees, or nil.
+local function owned_problem(it, path)
+  if it.exported then
+    return ("%s line %d: `export %s=...`: kubectl --from-env-file rejects a file with an export line and "
+      .. "systemd's EnvironmentFile= skips it, and aap writes %s there; delete `export ` from the line "
+      .. "(`set -a; . %s; set +a` exports every key of the file) and run again")
+      :format(path or "the env file", it.line, it.key, it.key, path or "FILE")
+  end
+  return nil
+end
+
+--- Checks that the lines assigning `keys` (the keys a command is about to write) can be
+-- rewritten so that every reader agrees: none of them carries an `export ` prefix, which
+-- kubectl refuses (the whole file) and systemd skips. aap refuses such a line rather than
+-- drop the prefix, since a `. .env` user may rely on it: a command checks this before it does
+-- anything on the gateway.
+-- @tparam {string,...} keys
+-- @tparam[opt] string path the file's path, for the message
+-- @treturn[1] true
+-- @treturn[2] nil
+-- @treturn[2] table error `{code = "format", message =, path =}` naming the line, never a value
+function Doc:check_owned(keys, path)
+  expect(keys, "table", "keys", 2)
+  local want = {}
+  for _, k in ipairs(keys) do check_key(k, 2) want[k] = true end
+  for _, it in ipairs(self.items) do
+    local why = it.key and want[it.key] and owned_problem(it, path)
+    if why then return nil, new_error("format", why, path) end
+  end
+  return true
+end
+
+--- Set a key. Its first assignment is replaced in place by exactly `KEY=value`, a form every
+-- reader agrees on: indentation and blanks around `=` are dropped, and an inline comment
+-- (`KEY=old   # note`, which kubectl and systemd would read as part of the value) is moved to
+-- a line of its own just above. Later assignments of the key are removed; a new key is
+-- appended at the end. Raises on a bad key, a value that cannot be written (see `quote`), or
+-- an `export ` line of the key (see `check_owned`).
 -- @tparam string key
 -- @tparam string value
 -- @treturn Document self
@@ -374,9 +438,16 @@ function Doc:set(key, value)
   local items = self.items
   for i, it in ipairs(items) do
     if it.key == key then
-      local trail = it.problem and "" or it.trail
-      it.raw = it.lead .. key .. "=" .. quoted .. trail .. it.eol
-      it.value, it.trail, it.problem, it.unterminated = value, trail, nil, nil
+      local why = owned_problem(it)
+      if why then error(why, 2) end
+      local comment = not it.problem and match(it.trail, "^[ \t]*(#.*)$")
+      local eol = it.eol ~= "" and it.eol or self.nl
+      items[i] = { key = key, value = value, lead = "", trail = "", eol = it.eol, line = it.line,
+                   raw = key .. "=" .. quoted .. it.eol }
+      if comment then
+        table.insert(items, i, { raw = comment .. eol, eol = eol, line = it.line })
+        i = i + 1
+      end
       remove_from(items, key, i + 1)
       return self
     end
@@ -580,6 +651,10 @@ function M.update(path, values, opts)
 
   local doc, err = M.read(path)
   if not doc then return nil, err end
+  local keys = {}
+  for i, pair in ipairs(list) do keys[i] = pair[1] end
+  local ok_owned, oerr = doc:check_owned(keys, path)
+  if not ok_owned then return nil, oerr end
   for _, k in ipairs(remove) do doc:unset(k) end
   for _, pair in ipairs(list) do doc:set(pair[1], pair[2]) end
   local ok, werr = require("aap").os.write_atomic(path, doc:serialize(), mode)

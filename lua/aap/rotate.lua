@@ -277,6 +277,8 @@ end
 local function write_env(o, values)
   local doc, e = envfile.read(o.env_file)
   if not doc then return nil, e end
+  local cok, cerr = workflow.check_values(doc, o.env_file, values)
+  if not cok then return nil, cerr end
   for _, kv in ipairs(values) do doc:set(kv[1], kv[2]) end
   local ok, werr = aap.os.write_atomic(o.env_file, doc:serialize(), 384)
   if not ok then return nil, err("io", "cannot write %s: %s", o.env_file, tostring(werr)) end
@@ -568,6 +570,32 @@ local function description_for(o, old)
   return base
 end
 
+local CLIENT_ID_KEY = "AAP_CLIENT_ID"
+
+-- The client id to record beside a recreated application token (so that `aap token refresh`
+-- and the refresh strategy find it): the application's, when the env file holds none. A file
+-- holding another one keeps it, with a warning (a rotation is not held up by what only a later
+-- refresh needs, and the client secret beside it would no longer match); a failed lookup only
+-- warns too.
+local function client_id_to_record(o, s, application)
+  local have = o.doc:get(CLIENT_ID_KEY)
+  local a, e = s:application(application)
+  if not a or type(a.client_id) ~= "string" or a.client_id == "" then
+    if not have or have == "" then
+      o.warn(("%s was not recorded in %s: the application id=%s could not be read (%s)"):format(CLIENT_ID_KEY,
+        o.env_file, tostring(application), a and "no client_id" or message(e)))
+    end
+    return nil
+  end
+  if not have or have == "" then return a.client_id end
+  if have ~= a.client_id then
+    o.warn(("%s holds the %s of another application, not of id=%s whose token %s is: kept; `aap token refresh` "
+      .. "needs that application's client id (and secret)"):format(o.env_file, CLIENT_ID_KEY, tostring(application),
+      o.key))
+  end
+  return nil
+end
+
 local function recreate(o, old)
   local s, p = o.s, o.policy
   local oldrec = o.st.keys[o.key] or {}
@@ -576,6 +604,7 @@ local function recreate(o, old)
   if kind == "application" and not application then
     return nil, err("usage", "cannot recreate %s: the application of the old token is unknown", o.key)
   end
+  local client_id = kind == "application" and client_id_to_record(o, s, application) or nil
   if old then o.old_values[old.id] = o.doc:get(o.key) end
   local marker = MARKER .. random_id()
   local it = {
@@ -636,6 +665,7 @@ local function recreate(o, old)
   fault("verified")
   local values = { { o.key, new.token } }
   if new.refresh_token then values[2] = { o.refresh_key, new.refresh_token } end
+  if client_id then values[#values + 1] = { CLIENT_ID_KEY, client_id } end
   ok, e = write_env(o, values)
   if not ok then return undo(e, new.id) end
   fault("written")
@@ -804,6 +834,11 @@ function M._run(o, opts)
   if not envfile.valid_key(o.key) then return nil, err("usage", "%q is not a valid env key", o.key) end
   local rec = st.keys[o.key] or {}
   o.refresh_key = opts.refresh_key or rec.refresh_key or workflow.KEYS.refresh
+  if not envfile.valid_key(o.refresh_key) then return nil, err("usage", "%q is not a valid env key", o.refresh_key) end
+  -- A line the rotation would rewrite that not every reader can read (export): refused now,
+  -- before anything is done on the gateway.
+  local owned_ok, owned_err = doc:check_owned({ o.key, o.refresh_key }, o.env_file)
+  if not owned_ok then return nil, err(owned_err.code, owned_err.message) end
   local value = doc:get(o.key)
   if (not value or value == "") and not st.rotations[o.key] then
     return nil, err("usage", "%s holds no %s to rotate", o.env_file, o.key)

@@ -188,7 +188,8 @@ end
 --- Creates a token the lesson's way and proves it works before anyone relies on it.
 -- @tparam Session s an admin session (app tokens need a superuser)
 -- @tparam table conn the connection options (for the Bearer check)
--- @tparam table opts application (name or id; nil for a PAT), organization, description, scope,
+-- @tparam table opts application (name or id, or the table `s:application` returned; nil for a
+--   PAT), organization, description, scope,
 --   verify (default true), marker (see begin_create: the description must hold it; without
 --   one, a fresh marker is added to the description)
 -- @treturn Token the new token (with its secret values), the application table or nil, and a
@@ -196,7 +197,9 @@ end
 -- @usage local tok, app = workflow.create(s, conn, { application = "RHDH Integration" })
 function M.create(s, conn, opts)
   local app
-  if opts.application ~= nil then
+  if type(opts.application) == "table" then
+    app = opts.application -- looked up already
+  elseif opts.application ~= nil then
     local err
     app, err = s:application(opts.application, { organization = opts.organization })
     if not app then return nil, err end
@@ -419,14 +422,41 @@ function M.end_create(path, key)
 end
 
 --- Reads an env file, failing early, before anything is done on the gateway, when it cannot be
--- read or parsed, or when it, its state file or its lock file cannot be trusted
--- (`aap.env.check_file`, `aap.state.check`).
-function M.read_env(path)
+-- read or parsed, when it, its state file or its lock file cannot be trusted
+-- (`aap.env.check_file`, `aap.state.check`), or when a line of one of `keys` (the keys the
+-- command will write) cannot be rewritten so that every reader agrees (`Doc:check_owned`).
+-- @tparam string path
+-- @tparam[opt] {string,...} keys
+function M.read_env(path, keys)
   local doc, err = envfile.read(path)
   if not doc then return nil, err end
   local ok, serr = state.check(path)
   if not ok then return nil, serr end
+  if keys then
+    local cok, cerr = doc:check_owned(keys, path)
+    if not cok then return nil, cerr end
+  end
   return doc
+end
+
+--- Checks values before they are written to an env file: each must be `aap.env.portable`
+-- (written bare, so that bash, python-dotenv, docker compose, kubectl and systemd read it as
+-- it is), and no line of their keys may carry an `export ` prefix (`Doc:check_owned`).
+-- @tparam Doc doc the document they go into
+-- @tparam string path its path, for messages
+-- @tparam table values ordered list of {key, value}
+-- @treturn true, or nil, err (code `format`; the message names the key, never the value)
+function M.check_values(doc, path, values)
+  local keys = {}
+  for i, kv in ipairs(values) do
+    keys[i] = kv[1]
+    if type(kv[2]) ~= "string" or not envfile.portable(kv[2]) then
+      return nil, local_error("format", ("the value for %s has characters that not every reader of %s takes "
+        .. "literally (only letters, digits and _ . / : @ %% + , = ~ - are written): it was not written")
+        :format(kv[1], path))
+    end
+  end
+  return doc:check_owned(keys, path)
 end
 
 --- Checks that an env file can be replaced, by rewriting it unchanged (atomic, 0600).
@@ -468,6 +498,8 @@ M.HOLD_WAIT = 300
 local function save_locked(path, values, records, remove)
   local doc, err = envfile.read(path)
   if not doc then return nil, err end
+  local cok, cerr = M.check_values(doc, path, values)
+  if not cok then return nil, cerr end
   for _, kv in ipairs(values) do doc:set(kv[1], kv[2]) end
   for _, k in ipairs(remove or {}) do doc:unset(k) end
   local ok, werr = aap.os.write_atomic(path, doc:serialize(), 384)

@@ -70,7 +70,7 @@ end
 local function create(args, ctx)
   local workflow = require("aap.workflow")
   local path = args.env_file
-  if path then ctx:check(workflow.read_env(path)) end
+  if path then ctx:check(workflow.read_env(path, { "AAP_CLIENT_ID", "AAP_CLIENT_SECRET" })) end
   local s = ctx:connect()
   local app = ctx:check(s:create_application({
     name = args.name, organization = org_id(ctx, s, args.organization),

@@ -104,6 +104,14 @@ local function create_one(args, ctx, job, sess)
     -- Creating again would leave the file's token live and unused: one token per key.
     return M.kept(ctx, path, key, rkey, doc, held, "already holds a working token aap made")
   end
+  local client_id
+  if path and job.kind == "application" then
+    -- The application's client_id goes into the file with its token, so that `aap token
+    -- refresh` finds it; looked up now (workflow.create then uses it, no second request) to
+    -- refuse, before anything is made, a file that holds another application's.
+    local a = sess.app or ctx:check(s:application(app, { organization = org }))
+    app, client_id = a, M.client_id_for(ctx, path, doc, a)
+  end
   local description = args.description or ("aap " .. os.date("!%Y-%m-%d"))
   local marker
   if path then
@@ -120,6 +128,11 @@ local function create_one(args, ctx, job, sess)
   ctx:check(tok, err)
   if warning then ctx:warn(warning) end
   local values = values_for(tok, key, rkey)
+  local saved = values
+  if client_id then
+    saved = { table.unpack(values) }
+    saved[#saved + 1] = { M.CLIENT_ID, client_id }
+  end
   local replaced
   if path then
     local st = state.load(path)
@@ -128,7 +141,7 @@ local function create_one(args, ctx, job, sess)
     -- token the file holds (revoke, rotate, prune --keep-env-file).
     local records = { [key] = state.record(tok, { refresh_key = tok.refresh_token and rkey or nil,
                                                   fp = state.fingerprint(tok.token) }) }
-    local ok, werr = workflow.save(path, values, records)
+    local ok, werr = workflow.save(path, saved, records)
     if not ok then
       -- Nobody has the new token: delete it rather than leave it behind on the server.
       local dok = s:delete_token(tok.id)
@@ -152,9 +165,44 @@ local function create_one(args, ctx, job, sess)
       .. "uses it (or let `aap token rotate` do such swaps)"):format(key, replaced.id, replaced.id))
   end
   local summary = M.summary("created", tok, path and (path .. " (" .. key ..
-    (tok.refresh_token and (", " .. rkey) or "") .. ")"))
+    (tok.refresh_token and (", " .. rkey) or "") .. (client_id and (", " .. M.CLIENT_ID) or "") .. ")"))
   if job.fmt then ctx:info(summary) elseif not args.quiet then ctx:out(summary) end
   return values, tok
+end
+
+--- The env key of the OAuth client id, recorded with an application token for `token refresh`.
+M.CLIENT_ID = "AAP_CLIENT_ID"
+
+--- The client id to record in an env file with a token of application `a`: its client_id when
+-- the file holds none, nil when it holds that one already. A file holding another
+-- application's is refused (exit 1, before anything is made): `token refresh` uses one
+-- client per file, and the client secret beside it, if any, is that other application's and
+-- cannot be had again, so aap neither overwrites it nor leaves the file's refresh token
+-- paired with the wrong client.
+function M.client_id_for(ctx, path, doc, a)
+  local have = doc:get(M.CLIENT_ID)
+  if type(a.client_id) ~= "string" or a.client_id == "" then
+    ctx:warn(("the gateway gave no client_id for application id=%s: %s was not recorded; `aap token refresh` "
+      .. "needs it in the environment"):format(tostring(a.id), M.CLIENT_ID))
+    return nil
+  end
+  if have == nil or have == "" then return a.client_id end
+  if have == a.client_id then return nil end
+  ctx:fail({ code = "usage", message = ("%s holds the %s of another application, not of %q (id=%s): `aap token "
+    .. "refresh` uses the one OAuth client of its env file; remove %s (and AAP_CLIENT_SECRET, if it goes with "
+    .. "it) from %s, or use another --env-file; nothing was created"):format(path, M.CLIENT_ID, tostring(a.name),
+    tostring(a.id), M.CLIENT_ID, path) })
+end
+
+-- The keys a create writes: lines of them that not every reader could read are refused first.
+local function create_keys(args, kinds)
+  local keys = {}
+  for _, kind in ipairs(kinds) do
+    local key, rkey = keys_for(args, kind)
+    keys[#keys + 1] = key
+    if kind == "application" then keys[#keys + 1] = rkey end
+  end
+  return keys
 end
 
 local function create(args, ctx)
@@ -172,14 +220,24 @@ local function create(args, ctx)
     end
   end
   M.check_output_flags(ctx, args)
-  local first = path and ctx:check(workflow.read_env(path)) -- fail before anything is created
+  local first = path and ctx:check(workflow.read_env(path, create_keys(args, kinds))) -- before anything is made
   local lock, doc
   if path then
     lock, doc = workflow.hold(path, first)
     ctx:check(lock, doc)
   end
-  -- The PAT first, then the application token (the lesson's order), on one connection.
   local sess, all, last = {}, {}, nil
+  if path and args.application and (doc:get(M.CLIENT_ID) or "") ~= "" then
+    -- A file holding another application's client id is refused before anything (the PAT
+    -- too) is made.
+    sess.s, sess.conn = ctx:connect()
+    local app, org = args.application, args.organization
+    if app:match("^%d+$") then app = tonumber(app) end
+    if org and org:match("^%d+$") then org = tonumber(org) end
+    sess.app = ctx:check(sess.s:application(app, { organization = org }))
+    M.client_id_for(ctx, path, doc, sess.app)
+  end
+  -- The PAT first, then the application token (the lesson's order), on one connection.
   for _, kind in ipairs(kinds) do
     local key, rkey = keys_for(args, kind)
     local job = { kind = kind, key = key, rkey = rkey, path = path, doc = doc, fmt = fmt,
@@ -240,7 +298,7 @@ local function refresh(args, ctx)
   local path = args.env_file or os.getenv("AAP_ENV_FILE") or ".env"
   local key, rkey = keys_for(args, "application")
   M.check_output_flags(ctx, args)
-  local doc = ctx:check(workflow.read_env(path))
+  local doc = ctx:check(workflow.read_env(path, { key, rkey }))
   -- Held to the end: a refresh spends the pair, so nothing else may write the file meanwhile
   -- (a rotation's new token would be overwritten unrecorded).
   local lock
@@ -263,6 +321,15 @@ local function refresh(args, ctx)
     ctx:fail({ code = "expired", message = ("the gateway refused the refresh (%s) and %s in %s no longer works, "
       .. "so its refresh token is spent; create a new token with `aap token create --application NAME "
       .. "--env-file %s`"):format(M.message(err), key, path, path) })
+  end
+  if not tok and err and err.oauth_error == "invalid_client" then
+    -- Nothing was spent: the gateway refused the client before looking at the refresh token.
+    ctx:fail({ code = "auth", message = ("the gateway refused the OAuth client (invalid_client, HTTP %s): %s; "
+      .. "the client secret is shown once, when the application is created (`aap app create --env-file` "
+      .. "saves it), else regenerate it in the AAP UI (Access Management > OAuth Applications > the "
+      .. "application); nothing was refreshed"):format(tostring(err.status or "?"), client.client_secret
+      and "check AAP_CLIENT_ID and AAP_CLIENT_SECRET (environment, else " .. path .. ") are that application's"
+      or "no client secret was given: set AAP_CLIENT_SECRET in the environment or in " .. path) })
   end
   ctx:check(tok, err)
   local values = values_for(tok, key, rkey)
