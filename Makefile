@@ -49,6 +49,12 @@ dist:
 rock:
 	@scripts/rock.sh
 
+# LDoc HTML of the Lua modules and the C core's API (config.ld) in build/docs; any warning fails.
+docs:
+	@scripts/deps.sh lua-ldoc lua-discount run
+	@rm -rf $(BUILD)/docs
+	@ldoc --fatalwarnings -q -d $(BUILD)/docs . && echo "docs: $(BUILD)/docs/index.html"
+
 clean:
 	rm -rf build build-asan
 

@@ -14,7 +14,7 @@ run=(lua5.4 lua-cjson lua-argparse libcurl4 libssl3)
 build=(cmake make gcc pkg-config liblua5.4-dev libcurl4-openssl-dev libssl-dev)
 sim=(lua-socket lua-sec lua-luaossl)
 test=(lua-busted curl jq openssl strace util-linux lua-yaml python3-dotenv sqlite3)
-dev=(lua-check cppcheck lua-ldoc luarocks zip unzip valgrind clang libclang-rt-14-dev)
+dev=(lua-check cppcheck lua-ldoc lua-discount luarocks zip unzip valgrind clang libclang-rt-14-dev)
 pkgs=()
 tiers=0
 for a in "$@"; do
