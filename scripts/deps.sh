@@ -5,7 +5,8 @@
 #   build  run + the compiler, CMake and headers that build aap.so
 #   sim    the emulator (`aap sim`, the demo): LuaSocket, LuaSec, luaossl
 #   test   build + sim + what the specs use (busted, curl, jq, openssl, strace, util-linux's
-#          setpriv/flock/prlimit, lua-yaml, python3-dotenv, sqlite3 for the reference gateway)
+#          setpriv/flock/prlimit, lua-yaml, python3-dotenv, sqlite3 for the reference gateway,
+#          systemd-analyze for deploy/systemd)
 #   dev    test + lint, docs, rocks, sanitizers, fuzzing and valgrind (everything .ci/run does)
 # `scripts/deps.sh build sim` installs those tiers; no tier named means every tier (.ci/run).
 # Other arguments are package names, checked too (bench/run.sh passes its own).
@@ -13,7 +14,7 @@ set -euo pipefail
 run=(lua5.4 lua-cjson lua-argparse libcurl4 libssl3)
 build=(cmake make gcc pkg-config liblua5.4-dev libcurl4-openssl-dev libssl-dev)
 sim=(lua-socket lua-sec lua-luaossl)
-test=(lua-busted curl jq openssl strace util-linux lua-yaml python3-dotenv sqlite3)
+test=(lua-busted curl jq openssl strace util-linux lua-yaml python3-dotenv sqlite3 systemd)
 dev=(lua-check cppcheck lua-ldoc lua-discount luarocks zip unzip valgrind clang libclang-rt-14-dev)
 pkgs=()
 tiers=0
