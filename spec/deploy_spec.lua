@@ -164,12 +164,16 @@ cat >> %s
   -- Each run in a fresh pod: an empty work directory (no env file, no state file from before).
   local function rotate()
     os.execute("rm -rf " .. dir .. "/work")
-    local cmd = ("cd / && env -i PATH=%s:%s HOME=%s AAP_CPATH=%s RHDH_SECRET_DIR=%s AAP_CREDENTIALS_DIR=%s " ..
-      "AAP_WORK_DIR=%s AAP_POLICY=%s/deploy/k8s/policy.lua /bin/sh %s/deploy/k8s/rotate.sh"):format(
-      bin, os.getenv("PATH"), dir, os.getenv("AAP_CPATH") or (assert(io.popen("pwd")):read("l") .. "/build"),
-      dir .. "/secret", dir .. "/creds", dir .. "/work", assert(io.popen("pwd")):read("l"),
-      assert(io.popen("pwd")):read("l"))
-    return sh(cmd)
+    local root = assert(io.popen("pwd")):read("l")
+    local vars = { PATH = bin .. ":" .. os.getenv("PATH"), HOME = dir,
+                   AAP_CPATH = os.getenv("AAP_CPATH") or (root .. "/build"),
+                   RHDH_SECRET_DIR = dir .. "/secret", AAP_CREDENTIALS_DIR = dir .. "/creds",
+                   AAP_WORK_DIR = dir .. "/work", AAP_POLICY = root .. "/deploy/k8s/policy.lua",
+                   -- a sanitizer run keeps its settings in children
+                   ASAN_OPTIONS = os.getenv("ASAN_OPTIONS"), UBSAN_OPTIONS = os.getenv("UBSAN_OPTIONS") }
+    local words = {}
+    for k, v in pairs(vars) do words[#words + 1] = ("'%s=%s'"):format(k, v) end
+    return sh(("cd / && env -i %s /bin/sh '%s/deploy/k8s/rotate.sh'"):format(table.concat(words, " "), root))
   end
 
   it("refuses to start without a token in the Secret, and changes nothing", function()

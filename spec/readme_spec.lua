@@ -33,6 +33,10 @@ local function run_block(block, dir, env, stdin)
   helper.writefile(dir .. "/stdin", stdin or "")
   local vars = { ("PATH=%s/bin:%s"):format(dir, os.getenv("PATH")), "HOME=" .. dir, "LANG=C.UTF-8",
                  "AAP_CPATH=" .. (os.getenv("AAP_CPATH") or (ROOT .. "/build")) }
+  -- a sanitizer run (scripts/test.sh --sanitize) keeps its settings in children
+  for _, k in ipairs({ "ASAN_OPTIONS", "UBSAN_OPTIONS" }) do
+    if os.getenv(k) then vars[#vars + 1] = k .. "=" .. os.getenv(k) end
+  end
   for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. v end
   for i, v in ipairs(vars) do vars[i] = "'" .. v:gsub("'", "'\\''") .. "'" end
   local p = io.popen(("cd '%s' && env -i %s bash -e -o pipefail block.sh <stdin 2>&1"):format(dir,
