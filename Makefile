@@ -3,10 +3,11 @@ BUILD    ?= build
 CMAKE_FLAGS ?=
 LUA      ?= lua5.4
 
-.PHONY: all deps build test demo bench sanitize lint clean rock
+.PHONY: all deps build test demo bench sanitize lint clean rock dist docs
 
 all: build
 
+# Every tier of scripts/deps.sh (run, build, sim, test, dev); `make test` and `make demo` install theirs.
 deps:
 	@scripts/deps.sh
 
@@ -14,10 +15,15 @@ build:
 	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(BUILD) -- --no-print-directory
 
-test: deps build
+test:
+	@scripts/deps.sh build test
+	@$(MAKE) --no-print-directory build
 	@scripts/test.sh
 
-demo: deps build
+# The demo builds aap and runs the emulator (`aap sim`): the build and sim tiers, no test tools.
+demo:
+	@scripts/deps.sh build sim
+	@$(MAKE) --no-print-directory build
 	@scripts/demo.sh
 
 bench: build
@@ -33,8 +39,21 @@ lint:
 	@cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance \
 	  --std=c99 --inline-suppr -I csrc csrc
 
+# build/aap-VERSION.tar.gz (CMakeLists.txt's AAP_VERSION): every file git tracks, as it is in
+# the working tree, under aap-VERSION/ - the source of both rocks - and the rockspecs that
+# `luarocks pack` uses (build/*.rockspec). Same bytes for the same tree.
+dist:
+	@scripts/dist.sh
+
+# Packs both rocks from that tarball and installs them offline into a throwaway tree.
 rock:
 	@scripts/rock.sh
+
+# LDoc HTML of the Lua modules and the C core's API (config.ld) in build/docs; any warning fails.
+docs:
+	@scripts/deps.sh lua-ldoc lua-discount run
+	@rm -rf $(BUILD)/docs
+	@ldoc --fatalwarnings -q -d $(BUILD)/docs . && echo "docs: $(BUILD)/docs/index.html"
 
 clean:
 	rm -rf build build-asan

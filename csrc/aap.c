@@ -12,5 +12,6 @@ int luaopen_aap(lua_State *L)
     lua_setfield(L, -2, "_VERSION");
     aap_open_session(L);
     aap_open_osutil(L);
+    aap_open_crypto(L);
     return 1;
 }

@@ -41,6 +41,8 @@
 void aap_open_session(lua_State *L);
 /* osutil.c: atomic file writes, locks, signals - what Lua's stdlib lacks. */
 void aap_open_osutil(lua_State *L);
+/* crypto.c: SHA-256 and random bytes from libcrypto (state fingerprints, markers). */
+void aap_open_crypto(lua_State *L);
 
 /* ---- buffer.c: growable byte buffers that wipe what they held ---------- */
 

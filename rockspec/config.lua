@@ -1,6 +1,6 @@
 -- LuaRocks configuration for offline installs on Debian: the Lua dependencies come from
--- Debian's packages (lua-cjson, lua-socket, lua-sec, lua-luaossl, lua-argparse), so they are
--- declared as provided, and no server is contacted.
+-- Debian's packages (lua-cjson, lua-argparse for the aap rock; lua-socket, lua-sec, lua-luaossl
+-- for aap-sim), so they are declared as provided, and no server is contacted.
 rocks_servers = {}
 rocks_provided = {
   ["lua-cjson"] = "2.1.0-1",

@@ -22,7 +22,7 @@ CC=${CC_FUZZ:-clang}
 flags=(-g -O1 -std=c99 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
        -fno-omit-frame-pointer -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -DAAP_VERSION='"0.1.0"'
        -Icsrc -I/usr/include/lua5.4 -I/usr/include/x86_64-linux-gnu)
-libs=(-llua5.4 -lcurl -lm)
+libs=(-llua5.4 -lcurl -lcrypto -lm)
 
 status=0
 for h in "${harnesses[@]}"; do

@@ -29,6 +29,36 @@ describe("aap (module)", function()
   end)
 end)
 
+describe("aap.sha256 and aap.random_bytes (libcrypto)", function()
+  local function hex(b) return (b:gsub(".", function(c) return ("%02x"):format(c:byte()) end)) end
+
+  it("gives SHA-256 (FIPS 180-2 test vectors, binary-safe)", function()
+    assert.equals("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", hex(aap.sha256("")))
+    assert.equals("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", hex(aap.sha256("abc")))
+    assert.equals("248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1",
+      hex(aap.sha256("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq")))
+    assert.are_not.equal(aap.sha256("a\0b"), aap.sha256("a\0c"))
+    assert.has_error(function() aap.sha256(nil) end)
+  end)
+
+  it("gives the bytes asked for, different each call, and refuses a bad count", function()
+    local a, b = aap.random_bytes(16), aap.random_bytes(16)
+    assert.equals(16, #a)
+    assert.are_not.equal(a, b)   -- 2^-128 to fail by chance
+    assert.equals(1, #aap.random_bytes(1))
+    for _, n in ipairs({ 0, -1, 4097 }) do
+      assert.has_error(function() aap.random_bytes(n) end)
+    end
+  end)
+
+  it("keeps the state file's fingerprints as they were (16 hex digits of SHA-256)", function()
+    local state = require("aap.state")
+    assert.equals("ba7816bf8f01cfea", state.fingerprint("abc"))
+    assert.equals("e3b0c44298fc1c14", state.fingerprint(""))
+    assert.equals("e3b0c44298fc1c14", state.fingerprint(nil))
+  end)
+end)
+
 describe("aap.parse_time", function()
   it("reads microseconds and Z", function()
     local t = aap.parse_time("2026-11-29T10:21:27.047839Z")

@@ -448,7 +448,16 @@ function M.main(argv)
   for i = 1, #(argv or {}) do args_in[i] = argv[i] end
   if args_in[1] == "sim" then
     table.remove(args_in, 1)
-    return require("aap.sim").main(args_in)
+    -- The emulator is its own rock (aap-sim, with LuaSocket, LuaSec and luaossl).
+    local ok, sim = pcall(require, "aap.sim")
+    if not ok then
+      local missing = tostring(sim):match("module '([^']+)' not found")
+      if not missing then error(sim, 0) end
+      io.stderr:write("aap: aap sim needs the module ", missing, ", which is not installed: the emulator is the ",
+        "aap-sim rock (luarocks install aap-sim; it brings luasocket, luasec and luaossl)\n")
+      return M.EXIT.usage
+    end
+    return sim.main(args_in)
   end
   if #args_in == 1 and args_in[1] == "--version" then
     -- What the parser's --version does, without building the parser (argparse and every

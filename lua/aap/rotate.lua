@@ -79,7 +79,7 @@ M.fingerprint = state.fingerprint
 local fp = M.fingerprint
 
 local function random_id()
-  local b = require("openssl.rand").bytes(8)
+  local b = aap.random_bytes(8)
   return (b:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
 end
 

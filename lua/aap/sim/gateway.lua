@@ -1260,6 +1260,7 @@ end
 --- Route and answer one request (no faults, no log: see aap.sim.app).
 -- @tparam table store
 -- @tparam table req parsed request
+-- @tparam[opt] table ctx the request's context (made from store and req when nil)
 -- @treturn table response
 -- @treturn table ctx
 function M.handle(store, req, ctx)

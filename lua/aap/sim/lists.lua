@@ -255,7 +255,7 @@ end
 -- unknown fields.
 -- @tparam table store
 -- @tparam table model one of M.MODELS
--- @tparam table pairs query pairs
+-- @tparam table pairs_list query pairs
 -- @tparam[opt] function search predicate builder for `?search=` (nil: no-op)
 -- @treturn function(rec) -> boolean
 function M.compile(store, model, pairs_list, search)

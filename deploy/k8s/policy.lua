@@ -1,0 +1,41 @@
+-- The CronJob's rotation policy (deploy/k8s: mounted at /etc/aap/policy.lua from the
+-- aap-rotate ConfigMap). The job keeps no state between runs (deploy/README.md), so the hook
+-- puts the new token into the RHDH Secret *before* aap revokes the old one, and the old one is
+-- revoked in the same run (grace 0): a revocation deferred to a later run would be forgotten.
+local SECRET = "rhdh-aap"           -- the Secret RHDH reads (role.yaml allows only this one)
+local SYNC = "rhdh.redhat.com/ext-config-sync"
+
+return {
+  max_age = "30d",        -- never keep a token longer than a month
+  renew_before = "7d",    -- nor one that expires within a week
+  min_age = "1d",         -- a token made today is never replaced again today
+  strategy = "recreate",  -- a new token made with the admin credentials (aap-credentials)
+  verify = true,          -- GET me/ with the new token before anything is written
+  grace = "0s",
+  hook_timeout = "2m",
+  on_rotated = function(ctx)
+    -- Tokens are [A-Za-z0-9]; anything else would need quoting: refuse it (the old token stays).
+    local entries = { { ctx.key, ctx.new:secret() } }
+    local refresh = ctx.new:refresh_secret()
+    if refresh then entries[2] = { "REFRESH_TOKEN", refresh } end
+    local data = {}
+    for i, e in ipairs(entries) do
+      assert(e[1]:match("^[%w_]+$") and e[2] and e[2]:match("^[%w]+$"), "unexpected characters in " .. e[1])
+      data[i] = ('  "%s": "%s"\n'):format(e[1], e[2])
+    end
+    local manifest = table.concat({
+      "apiVersion: v1\n", "kind: Secret\n", "metadata:\n",
+      ('  name: "%s"\n'):format(SECRET),
+      "  labels:\n", ('    "%s": "true"\n'):format(SYNC),
+      "type: Opaque\n", "stringData:\n", table.concat(data),
+    })
+    -- Server-side apply: the values never land in a last-applied-configuration annotation.
+    -- In the pod, kubectl finds the API server through these two variables (and the service
+    -- account token it reads from its mount); the manifest goes on stdin, never in argv.
+    ctx:run{ "kubectl", "apply", "--server-side", "--field-manager=aap-rotate", "--force-conflicts",
+             "-f", "-", stdin = manifest,
+             env = { "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "KUBECONFIG" } }
+    ctx:log(("%s: token id=%s replaced by id=%s in Secret %s"):format(ctx.key, tostring(ctx.old.id),
+      tostring(ctx.new.id), SECRET))
+  end,
+}
