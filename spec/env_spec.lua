@@ -287,6 +287,32 @@ describe("aap.env.read", function()
     assert.has_error(function() env.read(nil) end)
   end)
 
+  it("checks and opens again a file replaced between its check and its open (another writer's rename)", function()
+    local dir = helper.tmpdir()
+    writefile(dir .. "/.env", "A=1\n")
+    local os_ = require("aap").os
+    local real, calls = os_.open, 0
+    -- the first opens find the file swapped (EAGAIN), as a concurrent atomic write makes them
+    os_.open = function(p)
+      calls = calls + 1
+      if calls <= 2 then return nil, p .. ": changed while being opened", 11 end
+      return real(p)
+    end
+    local ok, doc, err = pcall(env.read, dir .. "/.env")
+    os_.open = real
+    assert.is_true(ok, doc)
+    assert.truthy(doc, err and tostring(err))
+    assert.equal("1", doc:get("A"))
+    assert.equal(3, calls)
+    -- a file that keeps changing is refused, not read
+    os_.open = function(p) return nil, p .. ": changed while being opened", 11 end
+    ok, doc, err = pcall(env.read, dir .. "/.env")
+    os_.open = real
+    assert.is_true(ok, doc)
+    assert.is_nil(doc)
+    assert.equal("unsafe", err.code)
+  end)
+
   it("returns an io error for an unreadable file", function()
     local dir = helper.tmpdir()
     writefile(dir .. "/.env", "A=SECRET\n", 0)

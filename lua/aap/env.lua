@@ -565,6 +565,14 @@ function M.read_trusted(path, what)
   local st, err = M.check_file(path, what)
   if not st then return st, err end
   local f, msg, errno = require("aap").os.open(path)
+  -- EAGAIN: replaced between the check and the open - another writer's atomic rename, which
+  -- many aap runs on one file make all the time. Checked and opened again, from the start.
+  for _ = 1, 5 do
+    if f or errno ~= 11 then break end
+    st, err = M.check_file(path, what)
+    if not st then return st, err end
+    f, msg, errno = require("aap").os.open(path)
+  end
   if not f then
     if errno == 2 then return false end
     local swapped = errno == 40 or errno == 22 or errno == 21 or errno == 11 -- ELOOP EINVAL EISDIR EAGAIN
