@@ -788,6 +788,15 @@ describe("aap command", function()
       -- the same name twice in one organization is refused by the gateway (exit 2)
       local again = aap({ "app", "create", "--name", "Spec App", "--organization", "Default", "--format", "json" })
       assert.equal(2, again.code)
+      -- a second application into the same file would unpair the first one's client: refused
+      -- before the gateway is asked, the file as it was
+      local before = helper.readfile(path)
+      sim:clear_log()
+      local third = aap({ "app", "create", "--name", "Spec App 3", "--organization", "Default", "--env-file", path })
+      assert.equal(1, third.code)
+      assert.matches("already holds AAP_CLIENT_ID", third.stderr)
+      assert.equal(before, helper.readfile(path))
+      assert.equal(0, #sim:log())
     end)
   end)
 

@@ -70,7 +70,16 @@ end
 local function create(args, ctx)
   local workflow = require("aap.workflow")
   local path = args.env_file
-  if path then ctx:check(workflow.read_env(path, { "AAP_CLIENT_ID", "AAP_CLIENT_SECRET" })) end
+  if path then
+    local doc = ctx:check(workflow.read_env(path, { "AAP_CLIENT_ID", "AAP_CLIENT_SECRET" }))
+    -- The file's client pairs with its refresh token: overwritten, the secret (shown once) is
+    -- lost and the next refresh fails. Refused before the application exists.
+    if (doc:get("AAP_CLIENT_ID") or "") ~= "" then
+      ctx:usage("%s already holds AAP_CLIENT_ID (another application's client, which its refresh token needs); "
+        .. "write the new application's client to another --env-file, or remove AAP_CLIENT_ID and "
+        .. "AAP_CLIENT_SECRET from %s first", path, path)
+    end
+  end
   local s = ctx:connect()
   local app = ctx:check(s:create_application({
     name = args.name, organization = org_id(ctx, s, args.organization),
