@@ -343,6 +343,10 @@ sys.stdout.write(echo + " " + after + "\n" + str(os.waitstatus_to_exitcode(statu
       local dir = helper.tmpdir()
       helper.writefile(dir .. "/on_tty.py", PTY)
       local vars = {}
+      -- a sanitizer run keeps its settings in children, as helper.run does
+      for _, k in ipairs({ "AAP_CPATH", "ASAN_OPTIONS", "UBSAN_OPTIONS" }) do
+        if os.getenv(k) and env[k] == nil then vars[#vars + 1] = k .. "=" .. sh(os.getenv(k)) end
+      end
       for k, v in pairs(env) do vars[#vars + 1] = k .. "=" .. sh(v) end
       local q = {}
       for i, a in ipairs(argv) do q[i] = sh(a) end
