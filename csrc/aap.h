@@ -106,6 +106,8 @@ typedef struct aap_xfer {
     int done;
     int watch_resend;          /* a POST/PATCH on a connection that may be reused */
     int rewound;               /* libcurl rewound its body: it sent it again */
+    int sent_any;              /* read_cb handed out body bytes: the request may have
+                                * reached the gateway, whatever the error says after */
     const char *up;            /* a watched request's body, read by read_cb */
     size_t up_len, up_off;
     CURLcode result;
@@ -267,6 +269,8 @@ int aap_detect_flavor(lua_State *L, aap_session *S);
  * that is not JSON runs the detection, and on a controller the request is sent
  * again to the controller's route (a 404 did nothing, so even a POST may be).
  * 0: an answer in x; -1: a transport failure in x; 2: nil, err pushed. */
+/* GET, HEAD, DELETE, PUT, OPTIONS: a method safe to send twice. */
+int aap_idempotent(const char *method);
 int aap_http_call(lua_State *L, aap_session *S, aap_xfer *x, aap_req *r);
 /* Sends method path (API-relative; query from the table at qidx, 0: none;
  * JSON body from the value at jidx, 0: none) and pushes the decoded body of a

@@ -185,9 +185,11 @@ int aap_push_transport_error(lua_State *L, const aap_xfer *x, const aap_req *r)
     aap_fail(L, code, 0, lua_tostring(L, -1), r->method, r->path);
     lua_remove(L, -3);
     /* No connection was made: the request certainly never reached the gateway
-     * (err.unsent = true), which tells a lost create from one never sent. */
-    if (x->result == CURLE_COULDNT_CONNECT || x->result == CURLE_COULDNT_RESOLVE_HOST ||
-        x->result == CURLE_COULDNT_RESOLVE_PROXY) {
+     * (err.unsent = true), which tells a lost create from one never sent -
+     * unless its body went out on a kept-alive connection before libcurl's
+     * reconnect failed (sent_any). */
+    if (!x->sent_any && (x->result == CURLE_COULDNT_CONNECT || x->result == CURLE_COULDNT_RESOLVE_HOST ||
+                         x->result == CURLE_COULDNT_RESOLVE_PROXY)) {
         lua_pushboolean(L, 1);
         lua_setfield(L, -2, "unsent");
     }

@@ -132,7 +132,7 @@ static CURLcode set_protocols(CURL *e)
     return rc;
 }
 
-static int idempotent(const char *m)
+int aap_idempotent(const char *m)
 {
     return !strcmp(m, "GET") || !strcmp(m, "HEAD") || !strcmp(m, "DELETE") ||
            !strcmp(m, "PUT") || !strcmp(m, "OPTIONS");
@@ -146,6 +146,8 @@ static size_t read_cb(char *buf, size_t size, size_t nitems, void *ud)
         n = left;
     memcpy(buf, x->up + x->up_off, n);
     x->up_off += n;
+    if (n > 0 || x->up_len == 0)
+        x->sent_any = 1;
     return n;
 }
 
@@ -189,6 +191,7 @@ static CURLcode setup(aap_session *S, aap_xfer *x, const aap_req *r, long timeou
     x->max_head = S->max_head;
     x->watch_resend = 0;                 /* set below for a marked POST/PATCH */
     x->rewound = 0;
+    x->sent_any = 0;
     x->up = NULL;
     x->up_len = 0;
     x->up_off = 0;
@@ -233,7 +236,7 @@ static CURLcode setup(aap_session *S, aap_xfer *x, const aap_req *r, long timeou
      * body behind a read callback: a resend has to rewind it (seek_cb), which
      * is counted in n_maybe_resent, and the caller then deletes any other
      * token with its marker. The handshake is paid only when it must be. */
-    if (!idempotent(r->method)) {
+    if (!aap_idempotent(r->method)) {
         if (r->resend_safe)
             x->watch_resend = 1;
         else
@@ -375,6 +378,11 @@ static int retry_transport(const aap_xfer *x, int idem)
 {
     if (x->refused)
         return 0;
+    /* A body that went out on a kept-alive connection which then died, after
+     * which libcurl's own reconnect failed: the gateway may have acted on it,
+     * whatever the last error says. Never repeated. */
+    if (!idem && x->sent_any)
+        return 0;
     /* Nothing was sent: safe to repeat even a POST that creates a token. */
     if (x->result == CURLE_COULDNT_CONNECT || x->result == CURLE_COULDNT_RESOLVE_HOST)
         return 1;
@@ -508,7 +516,7 @@ int aap_http_run(aap_session *S, aap_xfer *x, const aap_req *r)
     if (check_clear(S, x, r) != 0)
         return -1;
     double deadline = aap_now() + (double)S->timeout_ms / 1000.0;
-    int idem = idempotent(r->method);
+    int idem = aap_idempotent(r->method);
     for (int attempt = 0;; attempt++) {
         exchange(S, x, r, deadline);
         int failed = x->result != CURLE_OK;

@@ -960,8 +960,10 @@ static int os_read_password(lua_State *L)
         sigaction(sigs[i], &sa, &saved[i]);
     quiet = old;
     quiet.c_lflag &= (tcflag_t)~(ECHO | ECHOE | ECHOK | ECHONL);
-    tcsetattr(fd, TCSAFLUSH, &quiet);
-    if (write(fd, prompt, plen) < 0)
+    /* Echo off, or no reading at all: a password typed where it shows is not asked for. */
+    if (tcsetattr(fd, TCSAFLUSH, &quiet) != 0)
+        failed = errno;
+    else if (write(fd, prompt, plen) < 0)
         failed = errno;
     while (!failed && !password_signal) {
         char c;

@@ -574,8 +574,11 @@ int aap_http_call(lua_State *L, aap_session *S, aap_xfer *x, aap_req *r)
         return 2;
     /* On a controller the gateway's route is no API (a 404, or a page some
      * front end serves for any path): the call did nothing there. Send it
-     * where it goes. */
-    if (S->flavor == AAP_FLAVOR_CONTROLLER && (status == 404 || !was_json) && reaim(S, r) == 0)
+     * where it goes - a request that is not idempotent only after a 404 or an
+     * error page, never after a 2xx, which a misdetection could make a second
+     * create. */
+    int redo = status == 404 || (!was_json && (aap_idempotent(r->method) || status < 200 || status > 299));
+    if (S->flavor == AAP_FLAVOR_CONTROLLER && redo && reaim(S, r) == 0)
         return aap_http_run(S, x, r);
     return 0;
 }

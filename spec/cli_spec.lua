@@ -293,8 +293,9 @@ describe("aap command", function()
         if not seen[e.conn] then seen[e.conn] = true; conns = conns + 1 end
         lines[#lines + 1] = e.method .. " " .. e.path:gsub("%?.*", "") .. " " .. e.auth
       end
-      assert.same({ "POST /api/gateway/v1/tokens/ basic", "GET /api/gateway/v1/me/ bearer",
-                    "GET /api/gateway/v1/applications/ basic", "POST /api/gateway/v1/tokens/ basic",
+      -- the application first (a wrong name costs no PAT), then each token and its check
+      assert.same({ "GET /api/gateway/v1/applications/ basic", "POST /api/gateway/v1/tokens/ basic",
+                    "GET /api/gateway/v1/me/ bearer", "POST /api/gateway/v1/tokens/ basic",
                     "GET /api/gateway/v1/me/ bearer" }, lines)
       assert.equal(1, conns)
       assert.equal(2, select(2, r.stdout:gsub("created ", "")))
@@ -304,6 +305,37 @@ describe("aap command", function()
       local again = aap({ "token", "create", "--pat", "--application", "RHDH Integration", "--env-file", path })
       assert.equal(0, again.code, again.stderr)
       assert.equal(2, select(2, again.stdout:gsub("kept ", "")))
+      assert.equal(before, token_count())
+    end)
+
+    it("makes no PAT when --pat --application names no application, nor leaves one printed nowhere", function()
+      local before = token_count()
+      local r = aap({ "token", "create", "--pat", "--application", "No Such App", "--format", "env" })
+      assert.equal(2, r.code)
+      assert.equal("", r.stdout)
+      assert.equal(before, token_count())
+      -- the application token fails after the PAT was made (the gateway refuses the create):
+      -- the PAT, printed nowhere, is deleted again
+      -- (faults apply in order: the first POST only waits 1 ms, the second gets the 500)
+      sim:fault({ kind = "delay", delay_ms = 1, count = 1, method = "POST", path = "/api/gateway/v1/tokens/" })
+      sim:fault({ kind = "500", count = 1, method = "POST", path = "/api/gateway/v1/tokens/" })
+      r = aap({ "token", "create", "--pat", "--application", "RHDH Integration", "--format", "env" })
+      assert.equal(2, r.code, r.stderr)
+      assert.equal("", r.stdout)
+      assert.matches("deleted the personal token id=%d+ made before the failure", r.stderr)
+      assert.equal(before, token_count())
+    end)
+
+    it("sweeps a create sent twice whose second answer is a refusal: the first copy may exist", function()
+      local path = helper.tmpdir() .. "/.env"
+      local before = token_count()
+      -- the PAT's create rides the connection the application lookup opened: it is made, the
+      -- connection dies unanswered, libcurl sends it again, and that copy is refused (404)
+      sim:fault({ kind = "drop", count = 1, method = "POST", path = "/api/gateway/v1/tokens/" })
+      sim:fault({ kind = "404", count = 1, method = "POST", path = "/api/gateway/v1/tokens/" })
+      local r = aap({ "token", "create", "--pat", "--application", "RHDH Integration", "--env-file", path })
+      assert.equal(2, r.code, r.stderr)
+      assert.matches("was deleted", r.stderr)
       assert.equal(before, token_count())
     end)
 

@@ -63,6 +63,14 @@ while idle < 6 do   -- a stub nobody stopped goes away after 30 s of silence
           r.n = (r.n or 0) + 1
           r = r.sequence[math.min(r.n, #r.sequence)]
         end
+        -- vanish: the request was read (and acted on), then the server goes away without a
+        -- byte of answer and refuses every new connection, as a gateway restarting would
+        if r.vanish then
+          s:close()
+          srv:close()
+          logf:close()
+          os.exit(0)
+        end
         answer(s, r)
       end
     end
@@ -383,6 +391,27 @@ describe("transport against a scripted stub", function()
     for k, v in pairs(extra or {}) do o[k] = v end
     return assert(aap.connect(o))
   end
+
+  it("never repeats, nor calls unsent, a marked POST whose kept-alive connection died and whose reconnect failed",
+    function()
+      local stub = start_stub([[
+        return { ["/api/gateway/v1/me/"] = { status = 200, headers = { { "Content-Type", "application/json" } },
+                                             body = '{"id": 1, "username": "admin"}' },
+                 ["POST /api/gateway/v1/tokens/"] = { vanish = true } }]])
+      local s = connect(stub.url, { retries = 3 })
+      assert(s:me())   -- the connection the POST then rides
+      local tok, err = s:create_token({ description = "lost answer", resend_safe = true })
+      assert.is_nil(tok)
+      assert.equals("connect", err.code)
+      -- the body went out: the gateway may have made the token, so it is not "unsent" and no
+      -- retry sent it again on a new connection
+      assert.is_nil(err.unsent)
+      local posts = 0
+      for _, e in ipairs(stub:log()) do if e.method == "POST" then posts = posts + 1 end end
+      assert.equals(1, posts)
+      assert.equals(0, s:stats().retries)
+      s:close()
+    end)
 
   it("maps every documented status to its code", function()
     local stub = start_stub([[

@@ -181,6 +181,11 @@ describe("command reports", function()
       assert.equal(1, r.code)
       e = log_lines(r)
       assert.same({ "error", "usage", 1 }, { e[1].level, e[1].code, e[1].exit })
+      -- a secret on the command line is refused in the log's format too
+      r = aap({ "whoami", "--password", "x" }, { AAP_LOG_FORMAT = "json" })
+      assert.equal(1, r.code)
+      e = log_lines(r)
+      assert.same({ "error", "usage", 1 }, { e[1].level, e[1].code, e[1].exit })
       -- --log-format text wins over the environment
       r = aap({ "whoami", "--log-format", "text" }, { AAP_LOG_FORMAT = "json", AAP_PASSWORD = "wrong-pw-xyz" })
       assert.matches("^aap: auth", r.stderr)

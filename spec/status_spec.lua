@@ -136,6 +136,19 @@ describe("aap token status", function()
     assert.equal("[]\n", r.stdout)
   end)
 
+  it("never sends a refresh token or a client credential as a Bearer token", function()
+    local path = helper.tmpdir() .. "/.env"
+    local v = both(path)
+    sim:clear_log()
+    for _, k in ipairs({ "REFRESH_TOKEN", "AAP_CLIENT_ID" }) do
+      local r = aap({ "token", "status", "--env-file", path, "--key", k }, { AAP_PASSWORD = false })
+      assert.equal(1, r.code, r.stderr)
+      assert.matches("never sent", r.stderr)
+    end
+    assert.equal(0, #sim:log())
+    assert.is_string(v.REFRESH_TOKEN)
+  end)
+
   it("refuses a bad --warn or --key before any request", function()
     sim:clear_log()
     local r = aap({ "token", "status", "--warn", "soon" })

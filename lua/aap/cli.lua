@@ -465,19 +465,20 @@ function M.main(argv)
     io.stdout:write("aap ", M.VERSION, "\n")
     return M.EXIT.ok
   end
-  if secret_flag(args_in) then
-    io.stderr:write("aap: secrets are not accepted on the command line (they would show in `ps`); ",
-      "use AAP_PASSWORD, AAP_PASSWORD_FILE, --password-stdin, AAP_TOKEN or --token-stdin\n")
-    return M.EXIT.usage
-  end
-  args_in = M.hoist(args_in)
-  -- The log format before parsing, so that a usage error is logged in it too.
+  -- The log format before anything is said, so that a usage error is logged in it too.
   log_json = os.getenv("AAP_LOG_FORMAT") == "json"
   for i, a in ipairs(args_in) do
     if a == "--" then break end
     local v = a:match("^%-%-log%-format=(.*)$") or (a == "--log-format" and args_in[i + 1])
     if v == "json" or v == "text" then log_json = v == "json" end
   end
+  if secret_flag(args_in) then
+    M.log("error", "secrets are not accepted on the command line (they would show in `ps`); "
+      .. "use AAP_PASSWORD, AAP_PASSWORD_FILE, --password-stdin, AAP_TOKEN or --token-stdin",
+      { code = "usage", exit = M.EXIT.usage })
+    return M.EXIT.usage
+  end
+  args_in = M.hoist(args_in)
   -- `aap help token create` needs the parser `aap token create` needs.
   local parser = M.parser(args_in[1] == "help" and table.move(args_in, 2, #args_in, 1, {}) or args_in)
   -- A parse error shows the usage of the command it happened in (argparse's own parse does;
@@ -503,8 +504,9 @@ function M.main(argv)
     return M.EXIT.usage
   end
   if args.password ~= nil or args.token ~= nil then
-    io.stderr:write("aap: secrets are not accepted on the command line (they would show in `ps`); ",
-      "use AAP_PASSWORD, AAP_PASSWORD_FILE, --password-stdin, AAP_TOKEN or --token-stdin\n")
+    M.log("error", "secrets are not accepted on the command line (they would show in `ps`); "
+      .. "use AAP_PASSWORD, AAP_PASSWORD_FILE, --password-stdin, AAP_TOKEN or --token-stdin",
+      { code = "usage", exit = M.EXIT.usage })
     return M.EXIT.usage
   end
   -- Passwords and tokens are in this process's memory: a crash must not write them to a core

@@ -627,7 +627,7 @@ local function recreate(o, old)
   local function undo(why, new_id)
     local deleted = new_id and delete(s, new_id)
     -- Without an id, a create that failed without a clear answer may still have made a token.
-    local unknown = not new_id and (why.status == nil or why.status >= 500)
+    local unknown = not new_id and (why.resent or why.status == nil or why.status >= 500)
     local swept = not unknown or sweep_marker(s, marker)
     -- A request whose answer was lost may still be finished by the gateway after the sweep:
     -- the intent (and so the marker) stays recorded until a later run sweeps again.

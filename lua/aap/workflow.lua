@@ -174,15 +174,24 @@ function M.create_marked(s, fields, marker)
   f.resend_safe = true
   local before = s:stats().maybe_resent
   local tok, err = s:create_token(f)
-  if not tok or s:stats().maybe_resent == before then return tok, err end
+  local resent = s:stats().maybe_resent ~= before
+  if not tok then
+    -- Sent twice and the second answer is an error: whatever it says, the first copy may
+    -- have made a token. The caller's sweep must run.
+    if resent and type(err) == "table" then err.unsent, err.resent = nil, true end
+    return nil, err
+  end
+  if not resent then return tok end
+  -- Without an integer id the answer is refused (odd_answer) and its undo sweeps every copy.
   local id = math.type(tok.id) == "integer" and tok.id or nil
+  if not id then return tok end
   local ids, serr = M.sweep_marker(s, marker, id)
-  if not id or not ids then
+  if not ids then
     return tok, nil, ("the create was sent twice (the connection died under it) and the second copy could not "
       .. "be looked for (%s): delete any other token whose description ends with %s"):format(
-      ids and "the answer carries no id" or tostring(serr and serr.message or serr), marker)
+      tostring(serr and serr.message or serr), marker)
   end
-  return tok, nil
+  return tok
 end
 
 --- Creates a token the lesson's way and proves it works before anyone relies on it.
@@ -215,7 +224,7 @@ function M.create(s, conn, opts)
   local tok, err, warning = M.create_marked(s, { application = app and app.id or nil,
                                                 description = description, scope = opts.scope }, marker)
   if not tok then
-    if not CERTAINLY_NOT_CREATED[err.code] and not err.unsent then
+    if err.resent or (not CERTAINLY_NOT_CREATED[err.code] and not err.unsent) then
       local ids = M.sweep_marker(s, marker)
       if ids and #ids > 0 then
         err.message = tostring(err.message) .. (" (the token the gateway made anyway, id=%s, was deleted)")

@@ -157,7 +157,7 @@ local function prune_cmd(args, ctx)
   local aap, rotate = require("aap"), require("aap.rotate")
   local json = args.output == "json"
   -- With --output json, stdout holds the report alone: the confirmation table goes to stderr.
-  local show = json and function(s) io.stderr:write(s, "\n") end or function(s) ctx:out(s) end
+  local show = json and function(s) require("aap.cli").log("info", s) end or function(s) ctx:out(s) end
   local conn = ctx:conn()
   local tty = aap.os.isatty(2)
   local progress, shown

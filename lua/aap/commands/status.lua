@@ -77,6 +77,18 @@ local function status(args, ctx)
   if not path or path == "" then path = ".env" end
   local doc = ctx:check(workflow.read_env(path))
   local st = ctx:check(state.load(path))
+  -- A refresh token or a client credential is never sent as a Bearer token (a gateway's or a
+  -- proxy's log of refused requests could keep it).
+  local not_tokens = { AAP_CLIENT_ID = true, AAP_CLIENT_SECRET = true, REFRESH_TOKEN = true }
+  for _, rec in pairs(st.keys) do
+    if rec.refresh_key then not_tokens[rec.refresh_key] = true end
+  end
+  for _, k in ipairs(args.key or {}) do
+    if not_tokens[k] and not st.keys[k] then
+      ctx:usage("%s holds a refresh token or an OAuth client credential, not an access token: it is never sent "
+        .. "as one", k)
+    end
+  end
   -- With credentials, recorded tokens are looked up by id; without, each token is used once.
   local function set(name) return (os.getenv(name) or "") ~= "" end
   local s, conn

@@ -227,22 +227,38 @@ local function create(args, ctx)
     ctx:check(lock, doc)
   end
   local sess, all, last = {}, {}, nil
-  if path and args.application and (doc:get(M.CLIENT_ID) or "") ~= "" then
-    -- A file holding another application's client id is refused before anything (the PAT
-    -- too) is made.
+  if args.application and (#kinds == 2 or (path and (doc:get(M.CLIENT_ID) or "") ~= "")) then
+    -- The application is found before anything is made: an unknown or ambiguous name, or a
+    -- file holding another application's client id, costs no PAT.
     sess.s, sess.conn = ctx:connect()
     local app, org = args.application, args.organization
     if app:match("^%d+$") then app = tonumber(app) end
     if org and org:match("^%d+$") then org = tonumber(org) end
     sess.app = ctx:check(sess.s:application(app, { organization = org }))
-    M.client_id_for(ctx, path, doc, sess.app)
+    if path then M.client_id_for(ctx, path, doc, sess.app) end
   end
   -- The PAT first, then the application token (the lesson's order), on one connection.
+  local made = {}
   for _, kind in ipairs(kinds) do
     local key, rkey = keys_for(args, kind)
     local job = { kind = kind, key = key, rkey = rkey, path = path, doc = doc, fmt = fmt,
                   changed = path ~= nil and (first:get(key) or "") ~= (doc:get(key) or "") }
-    local values, tok = create_one(args, ctx, job, sess)
+    local ok, values, tok = pcall(create_one, args, ctx, job, sess)
+    if not ok then
+      -- Printed only at the end: a token made before this failure went nowhere. Deleted,
+      -- rather than left live with its value never shown.
+      for _, t in ipairs(path and {} or made) do
+        if sess.s and sess.s:delete_token(t.id) then
+          ctx:info(("deleted the %s token id=%d made before the failure (it was printed nowhere)"):format(t.kind,
+            t.id))
+        else
+          ctx:warn(("the %s token id=%d made before the failure was printed nowhere and could not be deleted: "
+            .. "revoke it with `aap token revoke %d`"):format(t.kind, t.id, t.id))
+        end
+      end
+      error(values, 0)
+    end
+    if tok and tok.token and math.type(tok.id) == "integer" then made[#made + 1] = tok end
     for _, kv in ipairs(values) do all[#all + 1] = kv end
     last = tok
     if path and #kinds == 2 then doc = ctx:check(workflow.read_env(path)) end
