@@ -299,6 +299,25 @@ describe("aap.os.spawn and aap.os.resume (the sandbox's primitives)", function()
     assert.truthy(msg:find("cannot run exit", 1, true), msg)
   end)
 
+  it("passes the program no descriptor but its stdin, stdout and stderr", function()
+    -- what aap holds open while a hook runs: a file (an env file's lock, a state file), and
+    -- the socket of a kept-alive connection to the gateway
+    local held = dir .. "/held-open-by-aap"
+    local f = assert(io.open(held, "w"))
+    local sock = require("socket").bind("127.0.0.1", 0)
+    local out = dir .. "/fds"
+    -- sh lists its own descriptors (ls runs as its child, with its output redirected)
+    assert.equal(0, osu.spawn({ "sh", "-c", 'ls -l /proc/$$/fd > "$1"', "sh", out }, { "PATH=" .. os.getenv("PATH") }))
+    f:close()
+    sock:close()
+    local text = assert(helper.readfile(out))
+    assert.is_nil(text:find("held-open-by-aap", 1, true), text)
+    assert.is_nil(text:find("socket:", 1, true), text)
+    for fd in text:gmatch(" (%d+) %->") do
+      assert.is_true(tonumber(fd) <= 2 or tonumber(fd) >= 10, "descriptor " .. fd .. " reached the program:\n" .. text)
+    end
+  end)
+
   it("feeds stdin, returns the exit status, and survives a child that does not read", function()
     local out = dir .. "/in"
     assert.equal(3, osu.spawn({ "sh", "-c", 'cat > "$1"; exit 3', "sh", out }, { "PATH=" .. os.getenv("PATH") },
