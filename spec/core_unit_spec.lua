@@ -299,13 +299,21 @@ describe("aap.Session lifecycle", function()
     kept:close()
   end)
 
-  it("survives the garbage collector, open or closed", function()
-    for _ = 1, 50 do aap.connect({ url = "https://gw.example.com/" }) end
+  it("survives the garbage collector, open or closed: every session is finalized, the shared caches stay", function()
+    local weak = setmetatable({}, { __mode = "k" })
+    for _ = 1, 50 do weak[aap.connect({ url = "https://gw.example.com/" })] = true end
     local s = aap.connect({ url = "https://gw.example.com/" })
     s:close()
+    weak[s] = true
     s = nil -- luacheck: ignore
     collectgarbage()
     collectgarbage()
+    assert.is_nil(next(weak))
+    -- a session made after them still works with the state's shared caches
+    local t = aap.connect({ url = "https://gw.example.com/" })
+    assert.matches("^aap%.Session%(", tostring(t))
+    assert.is_table(t:stats())
+    t:close()
   end)
 
   it("raises on wrong argument types to calls", function()
