@@ -61,6 +61,9 @@ local KEY_PATTERN = "^[A-Za-z_][A-Za-z0-9_]*$"
 local BOM = "\239\187\191"
 local DEFAULT_MODE = 384 -- 0600
 
+--- The mode of every file aap writes a secret to: 0600 (Lua has no octal literals).
+M.MODE_PRIVATE = DEFAULT_MODE
+
 -- Argument checks (shared with aap.export) ------------------------------------------------------
 
 -- Raise "bad <what> (<tname> expected, got <type>)" at the caller of the function that is

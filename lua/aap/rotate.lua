@@ -78,10 +78,7 @@ M.message = message
 M.fingerprint = state.fingerprint
 local fp = M.fingerprint
 
-local function random_id()
-  local b = aap.random_bytes(8)
-  return (b:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
-end
+local function random_id() return state.random_hex(8) end
 
 -- Token records for hooks ------------------------------------------------------------------
 
@@ -280,7 +277,7 @@ local function write_env(o, values)
   local cok, cerr = workflow.check_values(doc, o.env_file, values)
   if not cok then return nil, cerr end
   for _, kv in ipairs(values) do doc:set(kv[1], kv[2]) end
-  local ok, werr = aap.os.write_atomic(o.env_file, doc:serialize(), 384)
+  local ok, werr = aap.os.write_atomic(o.env_file, doc:serialize(), envfile.MODE_PRIVATE)
   if not ok then return nil, err("io", "cannot write %s: %s", o.env_file, tostring(werr)) end
   o.doc = doc
   return true

@@ -158,7 +158,7 @@ function M.save(env_file, st)
     -- cjson writes an empty table as {}; keep "pending" a list for other readers.
     text = text:gsub('"pending":{}', '"pending":[]')
   end
-  local ok, err = aap.os.write_atomic(M.path(env_file), text .. "\n", 384)
+  local ok, err = aap.os.write_atomic(M.path(env_file), text .. "\n", require("aap.env").MODE_PRIVATE)
   if not ok then return nil, { code = "io", message = tostring(err) } end
   return true
 end
@@ -221,12 +221,10 @@ function M.fingerprint(value)
   return (d:sub(1, 8):gsub(".", function(c) return ("%02x"):format(c:byte()) end))
 end
 
---- Random hex digits (2 per byte) from the kernel, for markers.
+--- Random hex digits (2 per byte) for markers and ids: OpenSSL's CSPRNG (aap.random_bytes),
+-- the one source of randomness on the Lua side.
 function M.random_hex(nbytes)
-  local f = assert(io.open("/dev/urandom", "rb"))
-  local b = f:read(nbytes)
-  f:close()
-  return (b:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
+  return (aap.random_bytes(nbytes):gsub(".", function(c) return ("%02x"):format(c:byte()) end))
 end
 
 --- The metadata recorded for a token: what rotation and revocation need, no secret.

@@ -472,7 +472,7 @@ end
 -- Used before an operation that invalidates the old token (refresh), so that the new pair
 -- cannot be lost to a read-only directory.
 function M.preflight(path, doc)
-  local ok, err = aap.os.write_atomic(path, doc:serialize(), 384)
+  local ok, err = aap.os.write_atomic(path, doc:serialize(), envfile.MODE_PRIVATE)
   if not ok then return nil, local_error("io", tostring(err)) end
   return true
 end
@@ -511,7 +511,7 @@ local function save_locked(path, values, records, remove)
   if not cok then return nil, cerr end
   for _, kv in ipairs(values) do doc:set(kv[1], kv[2]) end
   for _, k in ipairs(remove or {}) do doc:unset(k) end
-  local ok, werr = aap.os.write_atomic(path, doc:serialize(), 384)
+  local ok, werr = aap.os.write_atomic(path, doc:serialize(), envfile.MODE_PRIVATE)
   if not ok then return nil, local_error("io", tostring(werr)) end
   if records then
     local st, serr = state.load(path)
