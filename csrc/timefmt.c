@@ -146,6 +146,28 @@ static int l_parse_time(lua_State *L)
     return 1;
 }
 
+/* aap.parse_http_date(s) -> epoch seconds | nil: an HTTP date (the Date and Retry-After
+ * headers), read by libcurl's own curl_getdate, as the transfer code reads them. */
+static int l_parse_http_date(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    char tmp[65];
+    if (n == 0 || n >= sizeof tmp || memchr(s, '\0', n)) {
+        lua_pushnil(L);
+        return 1;
+    }
+    memcpy(tmp, s, n);
+    tmp[n] = '\0';
+    time_t when = curl_getdate(tmp, NULL);
+    if (when == (time_t)-1) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_pushinteger(L, (lua_Integer)when);
+    return 1;
+}
+
 /* aap.format_time(epoch) -> "YYYY-MM-DDTHH:MM:SSZ" */
 static int l_format_time(lua_State *L)
 {
@@ -167,4 +189,6 @@ void aap_open_timefmt(lua_State *L)
     lua_setfield(L, -2, "parse_time");
     lua_pushcfunction(L, l_format_time);
     lua_setfield(L, -2, "format_time");
+    lua_pushcfunction(L, l_parse_http_date);
+    lua_setfield(L, -2, "parse_http_date");
 }

@@ -299,6 +299,15 @@ describe("aap.Session lifecycle", function()
     kept:close()
   end)
 
+  it("reads HTTP dates with libcurl's parser, and nothing else as one", function()
+    assert.equals(1796288400, aap.parse_http_date("Thu, 03 Dec 2026 09:00:00 GMT"))
+    assert.equals("2026-12-03T09:00:00Z", aap.format_time(aap.parse_http_date("Thu, 03 Dec 2026 09:00:00 GMT")))
+    for _, bad in ipairs({ "", "tomorrow", "Thu, 03 Dec 2026 09:00:00 GMT\0x", ("x"):rep(100) }) do
+      assert.is_nil(aap.parse_http_date(bad))
+    end
+    assert.has_error(function() aap.parse_http_date(nil) end)
+  end)
+
   it("survives the garbage collector, open or closed: every session is finalized, the shared caches stay", function()
     local weak = setmetatable({}, { __mode = "k" })
     for _ = 1, 50 do weak[aap.connect({ url = "https://gw.example.com/" })] = true end

@@ -68,3 +68,19 @@ describe("workflow.token_value_ok", function()
     end
   end)
 end)
+
+describe("workflow.server_now", function()
+  local function pinged(status, body, headers)
+    return { request = function() return status, body, headers end }
+  end
+
+  it("is the gateway's clock: ping's pong, else its Date header, else the local clock", function()
+    assert.equal(aap.parse_time("2030-01-02T03:04:05.5Z"),
+      workflow.server_now(pinged(200, { pong = "2030-01-02T03:04:05.5Z" }, {})))
+    assert.equal(1796288400,
+      workflow.server_now(pinged(404, "no ping here", { date = "Thu, 03 Dec 2026 09:00:00 GMT" })))
+    local before = aap.os.now()
+    local t = workflow.server_now(pinged(nil, { code = "connect" }))
+    assert.is_true(t >= before and t <= aap.os.now())
+  end)
+end)

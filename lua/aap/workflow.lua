@@ -308,15 +308,6 @@ function M.refresh_spent(conn, err, access_value)
   return not me and verr ~= nil and verr.code == "auth"
 end
 
-local MONTHS = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7, Aug = 8, Sep = 9, Oct = 10,
-                 Nov = 11, Dec = 12 }
-
-local function http_date(v)
-  local d, mon, y, h, mi, s = tostring(v or ""):match("^%a+, (%d+) (%a+) (%d+) (%d+):(%d+):(%d+) GMT$")
-  if not d or not MONTHS[mon] then return nil end
-  return aap.parse_time(("%04d-%02d-%02dT%02d:%02d:%02dZ"):format(y, MONTHS[mon], d, h, mi, s))
-end
-
 --- The gateway's clock: ping's `pong`, else the `Date` header, else the local clock.
 -- Decisions use the server's time, since `created` and `expires` are the server's.
 -- @tparam Session s
@@ -327,7 +318,8 @@ function M.server_now(s)
     local t = aap.parse_time(body.pong)
     if t then return t end
   end
-  local t = status and type(headers) == "table" and http_date(headers.date or headers.Date)
+  local date = status and type(headers) == "table" and (headers.date or headers.Date)
+  local t = type(date) == "string" and aap.parse_http_date(date)
   return t or aap.os.now()
 end
 
