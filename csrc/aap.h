@@ -134,6 +134,7 @@ typedef struct aap_session {
     int closed;
     int flavor;                 /* AAP_FLAVOR_* (UNKNOWN until detected) */
     int insecure;
+    int no_proxy;               /* plain http:// to loopback: never through a proxy */
     int clear_ok;               /* secrets may be sent: https, a loopback host, or allowed */
     int retries;
     int concurrency;

@@ -216,6 +216,8 @@ static CURLcode setup(aap_session *S, aap_xfer *x, const aap_req *r, long timeou
     SET(CURLOPT_UNRESTRICTED_AUTH, 0L);
     SET(CURLOPT_CONNECTTIMEOUT_MS, S->connect_timeout_ms);
     SET(CURLOPT_TIMEOUT_MS, timeout_ms);
+    if (S->no_proxy)
+        SET(CURLOPT_PROXY, "");          /* "": no proxy, whatever the environment says */
     SET(CURLOPT_SSL_VERIFYPEER, S->insecure ? 0L : 1L);
     SET(CURLOPT_SSL_VERIFYHOST, S->insecure ? 0L : 2L);
     if (S->ca_file)

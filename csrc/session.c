@@ -278,6 +278,10 @@ static int l_connect(lua_State *L)
     int is_http = 0, loopback = 0;
     set_base(L, S, url, &is_http, &loopback);
     S->clear_ok = !is_http || loopback || allow_plain;
+    /* Plain http:// is allowed credentials only because loopback bytes never leave the
+     * machine: an http_proxy from the environment would carry them, in clear, to another
+     * host. Such a session ignores proxies; https (tunnelled, verified) honours them. */
+    S->no_proxy = is_http && loopback;
     if ((username || token) && !S->clear_ok) {
         /* A setting the operator chose (often from the environment): an
          * error to report, not a programmer error to raise. Refused here,

@@ -107,6 +107,20 @@ describe("aap command", function()
   end)
 
   describe("connection settings", function()
+    it("never sends a plain http:// loopback request, credentials and all, through a proxy", function()
+      -- a proxy on a closed port: a request that went to it would fail
+      local dead = "http://127.0.0.1:9"
+      local r = aap({ "whoami" }, { http_proxy = dead, HTTP_PROXY = dead, ALL_PROXY = dead, all_proxy = dead })
+      assert.equal(0, r.code, r.stderr)
+      assert.matches("^admin", r.stdout)
+      -- a plain http:// host that is not loopback, allowed explicitly: the environment's proxy
+      -- is honoured (here it is what fails, not the name, which is never resolved)
+      r = aap({ "whoami", "--allow-plain-http" },
+              { AAP_HOSTNAME = "http://gateway.example.invalid", http_proxy = dead })
+      assert.equal(4, r.code)
+      assert.matches("127%.0%.0%.1 port 9", r.stderr)
+    end)
+
     it("takes the URL from AAP_URL, AAP_HOST and CONTROLLER_HOST too", function()
       for _, var in ipairs({ "AAP_URL", "AAP_HOST", "CONTROLLER_HOST" }) do
         local r = aap({ "whoami" }, { AAP_HOSTNAME = false, [var] = sim.url })
