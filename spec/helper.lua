@@ -149,6 +149,14 @@ function Sim:control(method, path, body)
 end
 
 function Sim:reset() return assert(self:control("POST", "/__sim/reset")) end
+
+--- Runs bin/aap as the admin against this emulator (AAP_HOSTNAME, AAP_PASSWORD); `extra`
+-- adds or (with false) removes environment variables. Returns what M.run returns.
+function Sim:aap(argv, extra)
+  local env = { AAP_HOSTNAME = self.url, AAP_PASSWORD = self.admin_password }
+  for k, v in pairs(extra or {}) do env[k] = v end
+  return M.run(argv, { env = env })
+end
 function Sim:advance(seconds) return self:control("POST", "/__sim/clock", { advance = seconds }) end
 function Sim:fault(spec) return self:control("POST", "/__sim/faults", spec) end
 function Sim:configure(cfg) return self:control("POST", "/__sim/config", cfg) end

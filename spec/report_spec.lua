@@ -25,11 +25,10 @@ describe("aap.report", function()
 end)
 
 describe("command reports", function()
-  local sim, base, dir
+  local sim, dir
 
   setup(function()
     sim = helper.start_sim()
-    base = { AAP_HOSTNAME = sim.url, AAP_PASSWORD = sim.admin_password }
     dir = helper.tmpdir()
   end)
   teardown(function()
@@ -38,12 +37,7 @@ describe("command reports", function()
   end)
   before_each(function() sim:reset() end)
 
-  local function aap(argv, extra)
-    local e = {}
-    for k, v in pairs(base) do e[k] = v end
-    for k, v in pairs(extra or {}) do e[k] = v end
-    return helper.run(argv, { env = e })
-  end
+  local function aap(argv, extra) return sim:aap(argv, extra) end
 
   local function json(r)
     local ok, v = pcall(cjson.decode, r.stdout)

@@ -6,12 +6,11 @@ local cjson = require("cjson")
 local DAY = 86400
 
 describe("aap token status", function()
-  local sim, base
+  local sim
 
   setup(function()
     -- one-day tokens, so that "expires within --warn" can be reached
     sim = helper.start_sim({ args = { "--access-lifetime", tostring(DAY) } })
-    base = { AAP_HOSTNAME = sim.url, AAP_PASSWORD = sim.admin_password }
   end)
   teardown(function()
     sim:stop()
@@ -19,12 +18,7 @@ describe("aap token status", function()
   end)
   before_each(function() sim:reset() end)
 
-  local function aap(argv, extra)
-    local e = {}
-    for k, v in pairs(base) do e[k] = v end
-    for k, v in pairs(extra or {}) do e[k] = v end
-    return helper.run(argv, { env = e })
-  end
+  local function aap(argv, extra) return sim:aap(argv, extra) end
 
   local function both(path)
     local r = aap({ "token", "create", "--pat", "--application", "RHDH Integration", "--env-file", path })

@@ -196,6 +196,18 @@ function M.connection(args, opts)
   return c
 end
 
+--- Whether credentials are given (a password or token in the environment, or one to be read
+-- from stdin). Without them, commands that can use the env file's own token (rotate, status)
+-- connect anonymously.
+-- @tparam table args parsed flags (password_stdin, token_stdin)
+function M.has_credentials(args)
+  for _, v in ipairs({ "AAP_PASSWORD", "AAP_PASSWORD_FILE", "AAP_TOKEN" }) do
+    local x = getenv(v)
+    if x and x ~= "" then return true end
+  end
+  return args.password_stdin or args.token_stdin or false
+end
+
 --- OAuth client credentials for refresh: AAP_CLIENT_ID / AAP_CLIENT_SECRET, else the same keys
 -- in the env file document, if it holds them.
 function M.client(doc)

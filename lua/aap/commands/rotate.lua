@@ -10,15 +10,6 @@ local function iso(t)
   return t and require("aap").format_time(t) or "never"
 end
 
--- Credentials given? Without them, rotate authenticates with the token it rotates.
-local function has_credentials(args)
-  for _, v in ipairs({ "AAP_PASSWORD", "AAP_PASSWORD_FILE", "AAP_TOKEN" }) do
-    local x = os.getenv(v)
-    if x and x ~= "" then return true end
-  end
-  return args.password_stdin or args.token_stdin
-end
-
 -- Errors of the engine, made fit for the CLI's exit codes.
 local function cli_error(e)
   if type(e) == "table" and e.code == "busy" then return { code = "local", message = e.message } end
@@ -72,7 +63,8 @@ local function rotate_cmd(args, ctx)
   if args.format and args.output == "json" then
     ctx:usage("--format prints the token and --output json the report: choose one")
   end
-  local conn = has_credentials(args) and ctx:conn() or ctx:conn({ anonymous = true })
+  -- Without credentials, rotate authenticates with the token it rotates.
+  local conn = require("aap.config").has_credentials(args) and ctx:conn() or ctx:conn({ anonymous = true })
   local res, e = rotate.run({
     conn = conn, env_file = path, key = args.key, refresh_key = args.refresh_key, policy = args.policy,
     dry_run = args.dry_run, warn = function(m) ctx:warn(m) end,

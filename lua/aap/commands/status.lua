@@ -90,10 +90,8 @@ local function status(args, ctx)
     end
   end
   -- With credentials, recorded tokens are looked up by id; without, each token is used once.
-  local function set(name) return (os.getenv(name) or "") ~= "" end
   local s, conn
-  if args.password_stdin or args.token_stdin or set("AAP_TOKEN") or set("AAP_PASSWORD") or
-     set("AAP_PASSWORD_FILE") then
+  if require("aap.config").has_credentials(args) then
     s, conn = ctx:connect()
   else
     conn = ctx:conn({ anonymous = true })
@@ -113,7 +111,8 @@ local function status(args, ctx)
       e.status, e.accepted, e.reason = "missing", false, ("%s holds no %s"):format(path, key)
     else
       local tok
-      if s and proven(state, rec, value) then
+      local known = proven(state, rec, value)   -- the record is this value's: its id is the token's
+      if s and known then
         local t, terr = s:token(rec.id)
         if t and (rec.created == nil or t.created == nil or math.abs(t.created - rec.created) < 1) then
           tok = t
@@ -133,14 +132,14 @@ local function status(args, ctx)
         e.checked_by = "use"
         if me then
           e.accepted = true
-          e.id = proven(state, rec, value) and rec.id or nil
+          e.id = known and rec.id or nil
         elseif verr and (verr.code == "auth" or verr.code == "forbidden") then
           e.accepted, e.status, e.reason = false, "refused", require("aap.cli").message(verr)
         else
           ctx:check(nil, verr, ("checking %s"):format(key))
         end
         -- Without a lookup the expiry is what was recorded when aap made the token.
-        if e.accepted and rec and proven(state, rec, value) and rec.expires then
+        if e.accepted and known and rec.expires then
           tok = { expires = rec.expires }
         end
       end

@@ -89,16 +89,22 @@ end
 --- One token of a create: kept when the file's key holds a working one aap made (or another
 -- run wrote the key while this one waited), else made, verified and saved. Returns the
 -- values to print and the token (or record) they belong to; s and conn are opened on first use.
+-- --application and --organization as the calls take them: an id when all digits, else a name.
+local function app_and_org(args)
+  local app, org = args.application, args.organization
+  if app and app:match("^%d+$") then app = tonumber(app) end
+  if org and org:match("^%d+$") then org = tonumber(org) end
+  return app, org
+end
+
 local function create_one(args, ctx, job, sess)
   local workflow, state = require("aap.workflow"), require("aap.state")
   local path, key, rkey, doc = job.path, job.key, job.rkey, job.doc
   if job.changed then return M.kept_concurrent(ctx, path, key, rkey, doc) end
   if not sess.s then sess.s, sess.conn = ctx:connect() end
   local s, conn = sess.s, sess.conn
-  local app = job.kind == "application" and args.application or nil
-  if app and app:match("^%d+$") then app = tonumber(app) end
-  local org = args.organization
-  if org and org:match("^%d+$") then org = tonumber(org) end
+  local app, org = app_and_org(args)
+  if job.kind ~= "application" then app = nil end
   local held = path and M.held_token(ctx, s, conn, path, doc, key, job.kind, app, org) or nil
   if held and not args.replace then
     -- Creating again would leave the file's token live and unused: one token per key.
@@ -231,9 +237,7 @@ local function create(args, ctx)
     -- The application is found before anything is made: an unknown or ambiguous name, or a
     -- file holding another application's client id, costs no PAT.
     sess.s, sess.conn = ctx:connect()
-    local app, org = args.application, args.organization
-    if app:match("^%d+$") then app = tonumber(app) end
-    if org and org:match("^%d+$") then org = tonumber(org) end
+    local app, org = app_and_org(args)
     sess.app = ctx:check(sess.s:application(app, { organization = org }))
     if path then M.client_id_for(ctx, path, doc, sess.app) end
   end
