@@ -93,6 +93,81 @@ describe("rotation killed at every step", function()
     end)
   end
 
+  -- The CronJob's case (deploy/k8s): no state file outlives a run; the policy's on_state_saved
+  -- keeps a copy elsewhere, and each run starts from that copy alone.
+  for _, step in ipairs(recreate_steps) do
+    it("recreate with the state kept only through on_state_saved, killed at " .. step, function()
+      local state_path, copy = env_path .. ".aap-state.json", dir .. "/kept-state.json"
+      local function new_pod()
+        os.remove(state_path)
+        local text = helper.readfile(copy)
+        if text then helper.writefile(state_path, text, 384) end
+      end
+      local r = helper.run({ "token", "create", "--env-file", env_path }, { env = admin_env() })
+      assert.equal(0, r.code, r.stderr)
+      sim:advance(100 * DAY)
+      local pol = dir .. "/p.lua"
+      helper.writefile(pol, ([[return { max_age = "90d", on_rotated = function() return true end,
+        on_state_saved = function(ctx) ctx:run{ "cp", "/dev/stdin", %q, stdin = ctx.state } end }]]):format(copy))
+      local argv = { "token", "rotate", "--env-file", env_path, "--policy", pol }
+      new_pod()
+      r = helper.run(argv, { env = admin_env({ AAP_FAULT_EXIT_AT = step }) })
+      assert.equal(rotate.FAULT_EXIT, r.code, r.stderr)
+      -- every step is reached after a save that the hook completed: the copy is the file
+      assert.equal(helper.readfile(state_path), helper.readfile(copy))
+      new_pod()
+      r = helper.run(argv, { env = admin_env() })
+      assert.equal(0, r.code, r.stderr)
+      check_consistent("AAP_PAT")
+      new_pod()
+      r = helper.run(argv, { env = admin_env() })
+      assert.equal(0, r.code, r.stderr)
+      assert.truthy(r.stdout:find("keep AAP_PAT", 1, true), r.stdout)
+      assert.is_nil(helper.readfile(copy):find(get("AAP_PAT"), 1, true), "a token in the state")
+    end)
+  end
+
+  it("stops before the create request when on_state_saved fails, and makes nothing", function()
+    local r = helper.run({ "token", "create", "--env-file", env_path }, { env = admin_env() })
+    assert.equal(0, r.code, r.stderr)
+    sim:advance(100 * DAY)
+    local before, value = server_tokens(), get("AAP_PAT")
+    local pol = dir .. "/p.lua"
+    helper.writefile(pol, 'return { max_age = "90d", on_state_saved = function(ctx) ctx:run{ "false" } end }')
+    r = helper.run({ "token", "rotate", "--env-file", env_path, "--policy", pol }, { env = admin_env() })
+    assert.equal(1, r.code, r.stderr)
+    assert.matches("was written, but on_state_saved failed: .*false exited with status 1", r.stderr)
+    assert.same(before, server_tokens())
+    assert.equal(value, get("AAP_PAT"))
+    assert.is_true(works(value))
+  end)
+
+  it("drops a rotation whose on_rotated never succeeded once the file holds the old token again", function()
+    local r = helper.run({ "token", "create", "--env-file", env_path }, { env = admin_env() })
+    assert.equal(0, r.code, r.stderr)
+    local old = get("AAP_PAT")
+    local saved = helper.readfile(env_path)
+    sim:advance(100 * DAY)
+    local pol = dir .. "/p.lua"
+    helper.writefile(pol, 'return { max_age = "90d", on_rotated = function() error("consumer unreachable") end }')
+    local argv = { "token", "rotate", "--env-file", env_path, "--policy", pol }
+    r = helper.run(argv, { env = admin_env() })
+    assert.equal(1, r.code, r.stderr)
+    local new = get("AAP_PAT")
+    assert.are_not.equal(old, new)
+    -- the operator puts the old file back (the consumer never got the new token)
+    helper.writefile(env_path, saved, 384)
+    helper.writefile(pol, 'return { max_age = "200d" }')
+    r = helper.run(argv, { env = admin_env() })
+    assert.equal(0, r.code, r.stderr)
+    assert.matches("the rotation is dropped, the old token id=" .. token_id(old) .. " is not revoked, and token id="
+      .. token_id(new) .. " is left live", r.stderr)
+    assert.is_true(works(old))    -- neither the hook nor the revocation ran for it
+    assert.equal(old, get("AAP_PAT"))
+    assert.same({}, state().pending)
+    assert.is_nil(state().keys.AAP_PAT)
+  end)
+
   for _, step in ipairs({ "intent", "refreshed", "written", "committed" }) do
     it("refresh, killed at " .. step, function()
       local app = sim.seed.application

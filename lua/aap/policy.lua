@@ -17,6 +17,7 @@
 --      before_rotate = function(ctx) return true end,  -- may veto: return false, "reason"
 --      on_rotated    = function(ctx) end,              -- may veto the old token's revocation
 --      on_error      = function(ctx) end,              -- told about failures; return ignored
+--      on_state_saved = function(ctx) end,             -- keep a copy of the state (ctx.state)
 --      hook_timeout  = "60s",      -- how long one hook call may take, programs included (max 10m)
 --    }
 --
@@ -36,7 +37,11 @@
 -- `before_rotate` runs before anything changes; `on_rotated` after the env file holds the new
 -- token and before the old one is revoked (a veto or a failure keeps the old token valid and
 -- is retried by the next run; after a refresh there is nothing to keep); `on_error` on any
--- failure. A hook vetoes by returning `false, "reason"`: a vetoed `before_rotate` is a
+-- failure; `on_state_saved` after every write of the state file (`ctx.state`: the JSON text
+-- written, which holds token ids and fingerprints, no secret; `ctx.state_file`: its path), for a
+-- run that keeps no file between runs (deploy/k8s keeps it in a Secret): its failure or veto
+-- counts as a failed state write, and the run stops there (before the create request, the
+-- first write: nothing is made). A hook vetoes by returning `false, "reason"`: a vetoed `before_rotate` is a
 -- decision (`aap token rotate` exits 0). A hook *fails* when it raises an error, reaches a
 -- limit below, or its program exits non-zero or runs past its time: that is an error of code
 -- `policy` (exit 1) whichever the hook. Hooks may run again after an interrupted run: make
@@ -141,7 +146,7 @@ M.SCHEMA = {
   strategy = one_of("recreate", "refresh"),
   verify = boolean, scope = one_of("read", "write"), description = text,
   grace = is_duration, wait_for_use = boolean, max_wait = is_duration,
-  before_rotate = func, on_rotated = func, on_error = func, hook_timeout = hook_timeout,
+  before_rotate = func, on_rotated = func, on_error = func, on_state_saved = func, hook_timeout = hook_timeout,
 }
 
 local KNOWN = {}

@@ -265,9 +265,16 @@ M.server_now = workflow.server_now
 
 -- The state ---------------------------------------------------------------------------------
 
+-- Writes the state file, then hands the same text to the policy's `on_state_saved` (a state
+-- kept elsewhere too, e.g. in the cluster by deploy/k8s): the state counts as saved only when
+-- both succeed, so a run whose copy cannot be kept stops where a failed file write would.
 local function save_state(o)
   local ok, e = state.save(o.env_file, o.st)
   if not ok then return nil, err("io", "cannot write the state file %s: %s", state.path(o.env_file), message(e)) end
+  if o.policy.on_state_saved then
+    local hok, why = call_hook(o, "on_state_saved", { state = e, state_file = state.path(o.env_file) })
+    if not hok then return nil, err("policy", "the state file %s was written, but %s", state.path(o.env_file), why) end
+  end
   return true
 end
 
@@ -439,9 +446,29 @@ end
 local function process_pending(o)
   local s, notes, keep = o.s, {}, {}
   local changed = false
+  -- The file must still hold the token the rotation put there: otherwise (restored from a
+  -- backup; or, in a pod, rebuilt from a Secret that on_rotated never updated) the old token
+  -- may be what the consumer uses again, and neither the hook nor the revocation may run.
+  local rec = o.st.keys[o.key]
+  local drifted = rec and rec.fp and rec.fp ~= fp(o.doc:get(o.key) or "")
   for _, e in ipairs(o.st.pending) do
     if e.key ~= o.key then
       keep[#keep + 1] = e
+    elseif drifted and not e.hooks_done then
+      -- The switch never reached the consumer: it did not happen. The new token is left live
+      -- (aap cannot prove that nothing picked it up from the file meanwhile): named, not deleted.
+      o.warn(("%s in %s no longer holds the new token id=%s of an earlier rotation, whose on_rotated never "
+        .. "succeeded: the rotation is dropped, the old token id=%d is not revoked, and token id=%s is left live "
+        .. "(`aap token revoke %s` when nothing uses it)"):format(o.key, o.env_file, tostring(e.new_id), e.id,
+        tostring(e.new_id), tostring(e.new_id)))
+      o.st.keys[o.key] = nil
+      changed = true
+    elseif drifted then
+      keep[#keep + 1] = e
+      local why = ("%s in %s no longer holds the token id=%s it was switched to"):format(o.key, o.env_file,
+        tostring(rec.id))
+      notes[#notes + 1] = ("old token id=%d stays valid: %s"):format(e.id, why)
+      o.waiting[#o.waiting + 1] = { id = e.id, reason = why }
     else
       local done = false
       if not e.hooks_done then

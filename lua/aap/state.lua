@@ -152,6 +152,7 @@ function M.check(env_file)
 end
 
 --- Saves the state atomically (mode 0600).
+-- @treturn true and the text written, or nil and an error table {code = "io", message}
 function M.save(env_file, st)
   local text = cjson.encode(st)
   if #st.pending == 0 then
@@ -160,7 +161,7 @@ function M.save(env_file, st)
   end
   local ok, err = aap.os.write_atomic(M.path(env_file), text .. "\n", require("aap.env").MODE_PRIVATE)
   if not ok then return nil, { code = "io", message = tostring(err) } end
-  return true
+  return true, text .. "\n"
 end
 
 --- The lock file's path for an env file (a separate file: the state file itself is
