@@ -31,7 +31,7 @@ describe("deploy/k8s", function()
   end
 
   it("lists every manifest and generated file that exists, and each is one resource", function()
-    assert.equal(6, #kust.resources)
+    assert.equal(7, #kust.resources)
     for _, f in ipairs(kust.resources) do assert.is_not_nil(helper.readfile(K8S .. f), f) end
     for _, f in ipairs(kust.configMapGenerator[1].files) do assert.is_not_nil(helper.readfile(K8S .. f), f) end
     for _, kind in ipairs({ "ServiceAccount", "Role", "RoleBinding", "Secret", "CronJob" }) do
@@ -39,13 +39,13 @@ describe("deploy/k8s", function()
     end
   end)
 
-  it("lets the job get, patch and update only the RHDH Secret", function()
+  it("lets the job get, patch and update only the RHDH Secret and its state's", function()
     local role = docs.Role["aap-rotate"]
     assert.equal(1, #role.rules)
     local r = role.rules[1]
     assert.same({ "" }, r.apiGroups)
     assert.same({ "secrets" }, r.resources)
-    assert.same({ "rhdh-aap" }, r.resourceNames)
+    assert.same({ "rhdh-aap", "aap-rotate-state" }, r.resourceNames)
     assert.same({ "get", "patch", "update" }, r.verbs)
     local rb = docs.RoleBinding["aap-rotate"]
     assert.same({ apiGroup = "rbac.authorization.k8s.io", kind = "Role", name = "aap-rotate" }, rb.roleRef)
@@ -59,6 +59,23 @@ describe("deploy/k8s", function()
     local policy = assert(helper.readfile(K8S .. "policy.lua"))
     assert.matches('local SECRET = "rhdh%-aap"', policy)
     assert.matches('"%-%-server%-side"', policy)
+  end)
+
+  it("keeps the state in its own Secret, not synced to RHDH, written by the store the policy runs", function()
+    local s = docs.Secret["aap-rotate-state"]
+    assert.is_nil(s.metadata.labels["rhdh.redhat.com/ext-config-sync"])
+    assert.is_nil(s.data)
+    assert.is_nil(s.stringData)
+    local policy = assert(helper.readfile(K8S .. "policy.lua"))
+    assert.matches('on_state_saved = function%(ctx%)%s+ctx:run{ "aap%-state%-store", "save", stdin = ctx.state', policy)
+    -- run by name from the ConfigMap's mount: it must be executable there and in the checkout
+    local files = kust.configMapGenerator[1].files
+    assert.is_truthy(table.concat(files, " "):find("aap-state-store", 1, true))
+    local cj = docs.CronJob["aap-rotate"].spec.jobTemplate.spec.template.spec
+    for _, v in ipairs(cj.volumes) do
+      if v.configMap then assert.equal(tonumber("555", 8), v.configMap.defaultMode) end
+    end
+    assert.equal(0, (sh("test -x " .. K8S .. "aap-state-store")))
   end)
 
   it("runs the CronJob as that account, unprivileged, with the secrets as read-only files", function()
@@ -100,9 +117,10 @@ describe("deploy/k8s", function()
       assert.equal("rhdh", d.metadata.namespace, d.kind)
       if d.kind == "ConfigMap" then cm = d end
     end
-    assert.equal(7, n)
+    assert.equal(8, n)
     assert.is_not_nil(cm.data["policy.lua"])
     assert.is_not_nil(cm.data["rotate.sh"])
+    assert.is_not_nil(cm.data["aap-state-store"])
   end)
 end)
 
@@ -139,22 +157,69 @@ describe("deploy/systemd", function()
 end)
 
 describe("deploy/k8s/rotate.sh with policy.lua (the CronJob's run)", function()
-  local sim, dir, bin, log
+  local sim, dir, bin, log, api
+
+  -- The stand-in kubectl: a Secret store in files, as the API server keeps them. `apply` (the
+  -- RHDH Secret) records its arguments and manifest in kubectl.log and writes the values where
+  -- the next pod sees them; `get` and `replace` serve the state Secret with its resourceVersion
+  -- as a precondition. Files in the directory inject faults: fail-apply (the apply is refused),
+  -- kill-after-apply (the pod dies right after the apply), bump-after-get (another run saves
+  -- the state while this one works).
+  local STANDIN = [[#!/usr/bin/env lua5.4
+local DIR = %q
+local cjson = require("cjson")
+local function readf(p) local f = io.open(p) if not f then return nil end local t = f:read("a") f:close() return t end
+local function writef(p, t) local f = assert(io.open(p, "w")) f:write(t) f:close() end
+local line = table.concat(arg, " ")
+local calls = assert(io.open(DIR .. "/calls.log", "a")) calls:write(line, "\n") calls:close()
+if arg[1] == "apply" then
+  local manifest = io.read("a")
+  if readf(DIR .. "/fail-apply") then io.stderr:write("error: forbidden\n") os.exit(1) end
+  local log = assert(io.open(DIR .. "/kubectl.log", "a")) log:write(line, "\n", manifest) log:close()
+  for k, v in pairs(require("lyaml").load(manifest).stringData) do writef(DIR .. "/secret/" .. k, v) end
+  if readf(DIR .. "/kill-after-apply") then
+    os.execute("kill -9 " .. readf("/proc/self/stat"):match("^%%d+ %%b() %%S+ (%%d+)"))
+  end
+elseif arg[1] == "get" then
+  assert(arg[2] == "secret" and arg[4] == "-o"
+    and arg[5] == 'jsonpath={.metadata.resourceVersion}{" "}{.data.state\\.json}')
+  local path = DIR .. "/api/" .. arg[3] .. ".json"
+  local o = readf(path)
+  if not o then
+    io.stderr:write(('Error from server (NotFound): secrets "%%s" not found\n'):format(arg[3]))
+    os.exit(1)
+  end
+  o = cjson.decode(o)
+  io.write(o.rv, " ", o.data or "")
+  if readf(DIR .. "/bump-after-get") then o.rv = tostring(tonumber(o.rv) + 1) writef(path, cjson.encode(o)) end
+elseif arg[1] == "replace" then
+  assert(arg[2] == "-f" and arg[3] == "-" and arg[5] == "jsonpath={.metadata.resourceVersion}")
+  local m = cjson.decode(io.read("a"))
+  local path = DIR .. "/api/" .. m.metadata.name .. ".json"
+  local o = cjson.decode(assert(readf(path)))
+  if o.rv ~= m.metadata.resourceVersion then
+    io.stderr:write(('Error from server (Conflict): Operation cannot be fulfilled on secrets "%%s": the object has '
+      .. 'been modified; please apply your changes to the latest version and try again\n'):format(m.metadata.name))
+    os.exit(1)
+  end
+  o.rv, o.data = tostring(tonumber(o.rv) + 1), m.data["state.json"]
+  writef(path, cjson.encode(o))
+  io.write(o.rv)
+else
+  io.stderr:write("stand-in kubectl: unexpected ", line, "\n") os.exit(2)
+end
+]]
 
   setup(function()
     sim = helper.start_sim()
     dir = helper.tmpdir()
     bin = dir .. "/bin"
     log = dir .. "/kubectl.log"
-    os.execute(("mkdir -p %s/bin %s/creds %s/secret %s/work"):format(dir, dir, dir, dir))
+    api = dir .. "/api"
+    os.execute(("mkdir -p %s/bin %s/creds %s/secret %s/work %s"):format(dir, dir, dir, dir, api))
     local cwd = assert(io.popen("pwd")):read("l")
     helper.writefile(bin .. "/aap", ("#!/bin/sh\nexec lua5.4 %s/bin/aap \"$@\"\n"):format(cwd), 493)
-    -- The stand-in kubectl records its arguments and the manifest it is given on stdin, and
-    -- writes the Secret's values back where the pod would see them after the next sync.
-    helper.writefile(bin .. "/kubectl", ([[#!/bin/sh
-printf '%%s\n' "$*" >> %s
-cat >> %s
-]]):format(log, log), 493)
+    helper.writefile(bin .. "/kubectl", STANDIN:format(dir), 493)
     helper.writefile(dir .. "/creds/AAP_HOSTNAME", sim.url)
     helper.writefile(dir .. "/creds/AAP_USERNAME", "admin")
     helper.writefile(dir .. "/creds/AAP_PASSWORD", sim.admin_password .. "\n")
@@ -176,6 +241,32 @@ cat >> %s
     return sh(("cd / && env -i %s /bin/sh '%s/deploy/k8s/rotate.sh'"):format(table.concat(words, " "), root))
   end
 
+  local function secret(key) return helper.readfile(dir .. "/secret/" .. key) end
+  -- The state Secret as the API server holds it: resourceVersion and decoded state.
+  local function stored_state()
+    local o = assert(helper.readfile(api .. "/aap-rotate-state.json"))
+    o = require("cjson").decode(o)
+    if not o.data then return o.rv, nil end
+    local p = io.popen("printf '%s' '" .. o.data .. "' | base64 -d")
+    local text = p:read("a")
+    p:close()
+    return o.rv, require("cjson").decode(text)
+  end
+  local function applied()
+    local text = helper.readfile(log)
+    return text and select(2, text:gsub("apply %-%-server%-side", "")) or 0
+  end
+  local function set(fault, on)
+    if on then helper.writefile(dir .. "/" .. fault, "") else os.remove(dir .. "/" .. fault) end
+  end
+  local function no_secret_in(out)
+    for _, k in ipairs({ "AAP_TOKEN", "REFRESH_TOKEN" }) do
+      local v = secret(k)
+      if v then assert.is_nil(out:find(v, 1, true), "a token was printed") end
+    end
+    assert.is_nil(out:find(sim.admin_password, 1, true))
+  end
+
   it("refuses to start without a token in the Secret, and changes nothing", function()
     local before = sim:token_ids()
     local code, out = rotate()
@@ -184,7 +275,7 @@ cat >> %s
     assert.same(before, sim:token_ids())
   end)
 
-  it("keeps a fresh token, and replaces a due one: Secret applied server-side, old token revoked", function()
+  it("refuses to start without the state Secret, and changes nothing", function()
     -- The first token, as deploy/README.md says to put it in.
     local r = helper.run({ "token", "create", "--application", "RHDH Integration", "--format", "json" },
       { env = { AAP_HOSTNAME = sim.url, AAP_PASSWORD = sim.admin_password } })
@@ -192,49 +283,134 @@ cat >> %s
     local first = require("cjson").decode(r.stdout)
     helper.writefile(dir .. "/secret/AAP_TOKEN", first.AAP_TOKEN)
     helper.writefile(dir .. "/secret/REFRESH_TOKEN", first.REFRESH_TOKEN)
+    local before = sim:token_ids()
+    sim:advance(31 * 86400)
+    local code, out = rotate()
+    assert.equal(1, code, out)
+    assert.matches("cannot read the Secret aap%-rotate%-state", out)
+    assert.same(before, sim:token_ids())
+    assert.equal(0, applied())
+    sim:advance(-31 * 86400)
+    -- As secret-state.yaml creates it: empty.
+    helper.writefile(api .. "/aap-rotate-state.json", '{"rv": "1"}')
+  end)
 
+  it("keeps a fresh token; replaces a due one (Secret applied server-side), revokes the old one a run later", function()
+    local first = secret("AAP_TOKEN")
     local code, out = rotate()
     assert.equal(0, code, out)
     assert.matches("^keep AAP_TOKEN", out)
-    assert.is_nil(helper.readfile(log), "kubectl ran for a token not due")
-    assert.is_true(sim:token_works(first.AAP_TOKEN))
+    assert.equal(0, applied(), "kubectl applied a Secret for a token not due")
+    assert.is_true(sim:token_works(first))
 
     sim:advance(31 * 86400)   -- past max_age (30d)
     code, out = rotate()
     assert.equal(0, code, out)
-    local applied = assert(helper.readfile(log), "kubectl did not run: " .. out)
-    local args, manifest = applied:match("^([^\n]*)\n(.*)$")
+    local args, manifest = assert(helper.readfile(log)):match("^([^\n]*)\n(.*)$")
     assert.equal("apply --server-side --field-manager=aap-rotate --force-conflicts -f -", args)
-    local secret = lyaml.load(manifest)
-    assert.equal("Secret", secret.kind)
-    assert.equal("rhdh-aap", secret.metadata.name)
-    assert.equal("true", secret.metadata.labels["rhdh.redhat.com/ext-config-sync"])
-    local new = secret.stringData
-    assert.is_string(new.AAP_TOKEN)
+    local doc = lyaml.load(manifest)
+    assert.equal("Secret", doc.kind)
+    assert.equal("rhdh-aap", doc.metadata.name)
+    assert.equal("true", doc.metadata.labels["rhdh.redhat.com/ext-config-sync"])
+    local new = doc.stringData
     assert.is_string(new.REFRESH_TOKEN)
-    assert.are_not.equal(first.AAP_TOKEN, new.AAP_TOKEN)
+    assert.are_not.equal(first, new.AAP_TOKEN)
     assert.is_true(sim:token_works(new.AAP_TOKEN))
-    assert.is_false(sim:token_works(first.AAP_TOKEN))   -- revoked in the same run (grace 0)
-    assert.is_nil(sim:token_id(first.AAP_TOKEN))
-    -- No secret in what the run printed.
-    assert.is_nil(out:find(new.AAP_TOKEN, 1, true))
-    assert.is_nil(out:find(sim.admin_password, 1, true))
+    no_secret_in(out)
+    -- The old token lives through its grace; the pod is gone, the state is in the cluster.
+    assert.is_true(sim:token_works(first))
+    local _, st = stored_state()
+    assert.equal(sim:token_id(first), st.pending[1].id)
+    assert.equal(sim:token_id(new.AAP_TOKEN), st.keys.AAP_TOKEN.id)
+
+    sim:advance(2 * 3600)     -- the next run, past the grace of 1h: a new pod, the same state
+    code, out = rotate()
+    assert.equal(0, code, out)
+    assert.matches("revoked the old token id=", out)
+    assert.is_false(sim:token_works(first))
+    assert.is_true(sim:token_works(new.AAP_TOKEN))
+    assert.equal(1, applied())
+    _, st = stored_state()
+    assert.same({}, st.pending)
   end)
 
-  it("keeps the old token when the Secret cannot be applied (the hook fails): exit 1, one token left over", function()
-    local applied = lyaml.load(assert(helper.readfile(log)):match("^[^\n]*\n(.*)$")).stringData
-    helper.writefile(dir .. "/secret/AAP_TOKEN", applied.AAP_TOKEN)
-    helper.writefile(dir .. "/secret/REFRESH_TOKEN", applied.REFRESH_TOKEN)
-    os.remove(log)
-    helper.writefile(bin .. "/kubectl", "#!/bin/sh\ncat >/dev/null\necho 'error: forbidden' >&2\nexit 1\n", 493)
+  it("stops before the create request when another run changed the state meanwhile", function()
+    local current = secret("AAP_TOKEN")
     sim:advance(31 * 86400)
-    local before = #sim:token_ids()
+    local before = sim:token_ids()
+    local rv = stored_state()
+    set("bump-after-get", true)
     local code, out = rotate()
+    set("bump-after-get", false)
+    assert.equal(1, code, out)
+    assert.matches("another run changed it", out)
+    assert.same(before, sim:token_ids())
+    assert.is_true(sim:token_works(current))
+    assert.equal(1, applied())
+    assert.equal(tostring(tonumber(rv) + 1), (stored_state()))   -- only the other run's write
+  end)
+
+  it("when the Secret cannot be applied: exit 1, the old token kept; the next run starts over", function()
+    local old = secret("AAP_TOKEN")
+    set("fail-apply", true)
+    local before = sim:token_ids()
+    local code, out = rotate()
+    set("fail-apply", false)
     assert.equal(1, code, out)
     assert.matches("kubectl exited with status 1", out)
-    assert.is_true(sim:token_works(applied.AAP_TOKEN))
-    -- The gap deploy/README.md names: the new token stays live, and the journal that would let
-    -- the next run adopt or delete it went with the pod's emptyDir.
-    assert.equal(before + 1, #sim:token_ids())
+    assert.is_true(sim:token_works(old))
+    assert.equal(old, secret("AAP_TOKEN"))
+    local made = #sim:token_ids() - #before
+    assert.equal(1, made)
+    local _, st = stored_state()
+    local leftover = math.tointeger(st.keys.AAP_TOKEN.id)
+    assert.equal(false, st.pending[1].hooks_done)
+
+    -- The next pod rebuilds the env file from the Secret, which still holds the old token: the
+    -- switch never happened. Neither the hook nor the revocation runs for it; the old token is
+    -- still due, so it is replaced now, and the token the failed run made is named.
+    code, out = rotate()
+    assert.equal(0, code, out)
+    assert.matches("the rotation is dropped, the old token id=" .. sim:token_id(old) .. " is not revoked, and token id="
+      .. leftover .. " is left live", out)
+    assert.are_not.equal(old, secret("AAP_TOKEN"))
+    assert.is_true(sim:token_works(secret("AAP_TOKEN")))
+    assert.is_true(sim:token_works(old))          -- its grace
+    assert.equal(2, applied())
+    sim:advance(2 * 3600)
+    code, out = rotate()
+    assert.equal(0, code, out)
+    assert.is_false(sim:token_works(old))
+    no_secret_in(out)
+  end)
+
+  it("finishes a run killed right after it applied the Secret, and leaves no orphan", function()
+    local old = secret("AAP_TOKEN")
+    local old_id = sim:token_id(old)
+    sim:advance(31 * 86400)
+    local before = #sim:token_ids()
+    set("kill-after-apply", true)
+    local code, killed = rotate()
+    set("kill-after-apply", false)
+    assert.are_not.equal(0, code, killed)
+    local new = secret("AAP_TOKEN")
+    assert.are_not.equal(old, new)                 -- the Secret was applied before the pod died
+    assert.equal(before + 1, #sim:token_ids(), killed)
+
+    local out
+    code, out = rotate()                          -- a new pod, from the state in the cluster
+    assert.equal(0, code, out)
+    assert.equal(new, secret("AAP_TOKEN"))
+    assert.is_true(sim:token_works(new))
+    assert.is_true(sim:token_works(old))          -- its grace
+    sim:advance(2 * 3600)
+    code, out = rotate()
+    assert.equal(0, code, out)
+    assert.matches("revoked the old token id=" .. old_id, out)
+    assert.is_false(sim:token_works(old))
+    assert.equal(before, #sim:token_ids())        -- one made, one revoked: nothing left over
+    local _, st = stored_state()
+    assert.same({}, st.pending)
+    assert.equal(sim:token_id(new), st.keys.AAP_TOKEN.id)
   end)
 end)

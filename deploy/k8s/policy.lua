@@ -1,9 +1,14 @@
 -- The CronJob's rotation policy (deploy/k8s: mounted at /etc/aap/policy.lua from the
--- aap-rotate ConfigMap). The job keeps no state between runs (deploy/README.md), so the hook
--- puts the new token into the RHDH Secret *before* aap revokes the old one, and the old one is
--- revoked in the same run (grace 0): a revocation deferred to a later run would be forgotten.
-local SECRET = "rhdh-aap"           -- the Secret RHDH reads (role.yaml allows only this one)
+-- aap-rotate ConfigMap). The pod keeps nothing between runs: on_state_saved writes aap's state
+-- (no secret) back to the Secret aap-rotate-state at every save, so a later run finishes or
+-- undoes what a killed one started and revokes the old token once its grace is over
+-- (deploy/README.md). on_rotated puts the new token into the RHDH Secret *before* aap revokes
+-- the old one.
+local SECRET = "rhdh-aap"           -- the Secret RHDH reads (role.yaml allows it and the state's)
 local SYNC = "rhdh.redhat.com/ext-config-sync"
+-- kubectl finds the API server through these (and the service account token it reads from its
+-- mount); AAP_WORK_DIR only moves the work directory for a test.
+local KUBE_ENV = { "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "KUBECONFIG", "AAP_WORK_DIR" }
 
 return {
   max_age = "30d",        -- never keep a token longer than a month
@@ -11,7 +16,9 @@ return {
   min_age = "1d",         -- a token made today is never replaced again today
   strategy = "recreate",  -- a new token made with the admin credentials (aap-credentials)
   verify = true,          -- GET me/ with the new token before anything is written
-  grace = "0s",
+  -- RHDH picks the new Secret up within minutes; the old token is revoked by the first run an
+  -- hour after the switch (the next day's), from the state kept in the cluster.
+  grace = "1h",
   hook_timeout = "2m",
   on_rotated = function(ctx)
     -- Tokens are [A-Za-z0-9]; anything else would need quoting: refuse it (the old token stays).
@@ -30,12 +37,15 @@ return {
       "type: Opaque\n", "stringData:\n", table.concat(data),
     })
     -- Server-side apply: the values never land in a last-applied-configuration annotation.
-    -- In the pod, kubectl finds the API server through these two variables (and the service
-    -- account token it reads from its mount); the manifest goes on stdin, never in argv.
+    -- The manifest goes on stdin, never in argv.
     ctx:run{ "kubectl", "apply", "--server-side", "--field-manager=aap-rotate", "--force-conflicts",
-             "-f", "-", stdin = manifest,
-             env = { "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "KUBECONFIG" } }
+             "-f", "-", stdin = manifest, env = KUBE_ENV }
     ctx:log(("%s: token id=%s replaced by id=%s in Secret %s"):format(ctx.key, tostring(ctx.old.id),
       tostring(ctx.new.id), SECRET))
+  end,
+  -- Every state write, also the one before the create request: when the Secret cannot take it
+  -- (another run changed it since this one started, or the API server refuses), aap stops there.
+  on_state_saved = function(ctx)
+    ctx:run{ "aap-state-store", "save", stdin = ctx.state, env = KUBE_ENV }
   end,
 }

@@ -2,8 +2,11 @@
 # The CronJob's command (deploy/k8s/cronjob.yaml; mounted at /etc/aap/rotate.sh). One run:
 #   1. an env file in a private directory of the pod's memory-backed emptyDir, written from the
 #      RHDH Secret's keys as mounted (one file per key): AAP_TOKEN, REFRESH_TOKEN, AAP_PAT;
-#   2. aap token rotate under /etc/aap/policy.lua, whose on_rotated hook applies the new values
-#      to the Secret (kubectl apply --server-side) before the old token is revoked.
+#   2. the state of earlier runs, from the Secret aap-rotate-state, into the state file beside it
+#      (aap-state-store load);
+#   3. aap token rotate under /etc/aap/policy.lua, whose on_state_saved hook writes the state back
+#      to that Secret at every save (aap-state-store save) and whose on_rotated hook applies the
+#      new values to the RHDH Secret (kubectl apply --server-side) before the old token is revoked.
 # Settings come from the aap-credentials Secret's files: AAP_HOSTNAME, AAP_USERNAME, ca.crt,
 # and AAP_PASSWORD, which aap reads itself (AAP_PASSWORD_FILE) - no secret in the environment.
 # The paths can be moved for a test (spec/deploy_spec.lua runs this against the emulator).
@@ -13,6 +16,9 @@ secret_dir=${RHDH_SECRET_DIR:-/var/run/rhdh-aap}
 creds=${AAP_CREDENTIALS_DIR:-/var/run/aap-credentials}
 work=${AAP_WORK_DIR:-/run/aap}/work
 policy=${AAP_POLICY:-/etc/aap/policy.lua}
+# aap-state-store sits beside this script (the ConfigMap); the policy's hook runs it by name.
+PATH=$(dirname "$0"):$PATH
+export PATH
 
 setting() { # variable name: exported from the credentials file of that name, when present
   if [ -s "$creds/$1" ]; then
@@ -38,4 +44,5 @@ if [ ! -s "$env_file" ]; then
   echo "rotate: the Secret mounted at $secret_dir holds no AAP_TOKEN or AAP_PAT: put the first token in (deploy/README.md)" >&2
   exit 1
 fi
+aap-state-store load "$env_file.aap-state.json"
 exec aap token rotate --policy "$policy" --env-file "$env_file"
