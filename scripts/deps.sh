@@ -6,7 +6,8 @@
 #   sim    the emulator (`aap sim`, the demo): LuaSocket, LuaSec, luaossl
 #   test   build + sim + what the specs use (busted, curl, jq, openssl, strace, util-linux's
 #          setpriv/flock/prlimit, lua-yaml, python3-dotenv, sqlite3 for the reference gateway,
-#          systemd-analyze for deploy/systemd, zsh/fish/groff/man for the completions and manual)
+#          systemd-analyze and shellcheck for deploy/, zsh/fish/groff/man for the completions and
+#          manual)
 #   dev    test + lint, docs, rocks, sanitizers, fuzzing and valgrind (everything .ci/run does)
 # `scripts/deps.sh build sim` installs those tiers; no tier named means every tier (.ci/run).
 # Other arguments are package names, checked too (bench/run.sh passes its own).
@@ -15,7 +16,7 @@ run=(lua5.4 lua-cjson lua-argparse libcurl4 libssl3)
 build=(cmake make gcc pkg-config liblua5.4-dev libcurl4-openssl-dev libssl-dev)
 sim=(lua-socket lua-sec lua-luaossl)
 test=(lua-busted curl jq openssl strace util-linux lua-yaml python3-dotenv sqlite3 systemd
-      zsh fish groff-base man-db)
+      zsh fish groff-base man-db shellcheck)
 dev=(lua-check cppcheck lua-ldoc lua-discount luarocks zip unzip valgrind clang libclang-rt-14-dev)
 pkgs=()
 tiers=0

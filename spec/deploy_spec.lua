@@ -124,6 +124,14 @@ describe("deploy/k8s", function()
   end)
 end)
 
+describe("deploy/k8s shell scripts", function()
+  local shellcheck = have("shellcheck")
+  ;(shellcheck and it or pending)("pass shellcheck" .. (shellcheck and "" or " (shellcheck is not installed)"), function()
+    local code, out = sh("shellcheck " .. K8S .. "rotate.sh " .. K8S .. "aap-state-store")
+    assert.equal(0, code, out)
+  end)
+end)
+
 describe("deploy/systemd", function()
   local analyze = have("systemd-analyze")
   ;(analyze and it or pending)("passes systemd-analyze verify and a security threshold" ..

@@ -23,6 +23,7 @@ export PATH
 setting() { # variable name: exported from the credentials file of that name, when present
   if [ -s "$creds/$1" ]; then
     eval "$1=\$(cat \"\$creds/\$1\")"
+    # shellcheck disable=SC2163 # exports the variable named by $1
     export "$1"
   fi
 }
@@ -33,6 +34,7 @@ setting AAP_USERNAME
 [ -s "$creds/AAP_PASSWORD" ] && export AAP_PASSWORD_FILE="$creds/AAP_PASSWORD"
 
 # aap refuses an env file in a directory others can write to; an emptyDir is 0777.
+# shellcheck disable=SC2174 # only the deepest directory needs 0700; its parent is the emptyDir
 mkdir -p -m 700 "$work"
 env_file=$work/.env
 : > "$env_file"
