@@ -126,7 +126,8 @@ end)
 
 describe("deploy/k8s shell scripts", function()
   local shellcheck = have("shellcheck")
-  ;(shellcheck and it or pending)("pass shellcheck" .. (shellcheck and "" or " (shellcheck is not installed)"), function()
+  local why = shellcheck and "" or " (shellcheck is not installed)"
+  ;(shellcheck and it or pending)("pass shellcheck" .. why, function()
     local code, out = sh("shellcheck " .. K8S .. "rotate.sh " .. K8S .. "aap-state-store")
     assert.equal(0, code, out)
   end)
