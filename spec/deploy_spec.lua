@@ -166,108 +166,19 @@ describe("deploy/systemd", function()
 end)
 
 describe("deploy/k8s/rotate.sh with policy.lua (the CronJob's run)", function()
-  local sim, dir, bin, log, api
-
-  -- The stand-in kubectl: a Secret store in files, as the API server keeps them. `apply` (the
-  -- RHDH Secret) records its arguments and manifest in kubectl.log and writes the values where
-  -- the next pod sees them; `get` and `replace` serve the state Secret with its resourceVersion
-  -- as a precondition. Files in the directory inject faults: fail-apply (the apply is refused),
-  -- kill-after-apply (the pod dies right after the apply), bump-after-get (another run saves
-  -- the state while this one works).
-  local STANDIN = [[#!/usr/bin/env lua5.4
-local DIR = %q
-local cjson = require("cjson")
-local function readf(p) local f = io.open(p) if not f then return nil end local t = f:read("a") f:close() return t end
-local function writef(p, t) local f = assert(io.open(p, "w")) f:write(t) f:close() end
-local line = table.concat(arg, " ")
-local calls = assert(io.open(DIR .. "/calls.log", "a")) calls:write(line, "\n") calls:close()
-if arg[1] == "apply" then
-  local manifest = io.read("a")
-  if readf(DIR .. "/fail-apply") then io.stderr:write("error: forbidden\n") os.exit(1) end
-  local log = assert(io.open(DIR .. "/kubectl.log", "a")) log:write(line, "\n", manifest) log:close()
-  for k, v in pairs(require("lyaml").load(manifest).stringData) do writef(DIR .. "/secret/" .. k, v) end
-  if readf(DIR .. "/kill-after-apply") then
-    os.execute("kill -9 " .. readf("/proc/self/stat"):match("^%%d+ %%b() %%S+ (%%d+)"))
-  end
-elseif arg[1] == "get" then
-  assert(arg[2] == "secret" and arg[4] == "-o"
-    and arg[5] == 'jsonpath={.metadata.resourceVersion}{" "}{.data.state\\.json}')
-  local path = DIR .. "/api/" .. arg[3] .. ".json"
-  local o = readf(path)
-  if not o then
-    io.stderr:write(('Error from server (NotFound): secrets "%%s" not found\n'):format(arg[3]))
-    os.exit(1)
-  end
-  o = cjson.decode(o)
-  io.write(o.rv, " ", o.data or "")
-  if readf(DIR .. "/bump-after-get") then o.rv = tostring(tonumber(o.rv) + 1) writef(path, cjson.encode(o)) end
-elseif arg[1] == "replace" then
-  assert(arg[2] == "-f" and arg[3] == "-" and arg[5] == "jsonpath={.metadata.resourceVersion}")
-  local m = cjson.decode(io.read("a"))
-  local path = DIR .. "/api/" .. m.metadata.name .. ".json"
-  local o = cjson.decode(assert(readf(path)))
-  if o.rv ~= m.metadata.resourceVersion then
-    io.stderr:write(('Error from server (Conflict): Operation cannot be fulfilled on secrets "%%s": the object has '
-      .. 'been modified; please apply your changes to the latest version and try again\n'):format(m.metadata.name))
-    os.exit(1)
-  end
-  o.rv, o.data = tostring(tonumber(o.rv) + 1), m.data["state.json"]
-  writef(path, cjson.encode(o))
-  io.write(o.rv)
-else
-  io.stderr:write("stand-in kubectl: unexpected ", line, "\n") os.exit(2)
-end
-]]
+  local sim, pod
 
   setup(function()
     sim = helper.start_sim()
-    dir = helper.tmpdir()
-    bin = dir .. "/bin"
-    log = dir .. "/kubectl.log"
-    api = dir .. "/api"
-    os.execute(("mkdir -p %s/bin %s/creds %s/secret %s/work %s"):format(dir, dir, dir, dir, api))
-    local cwd = assert(io.popen("pwd")):read("l")
-    helper.writefile(bin .. "/aap", ("#!/bin/sh\nexec lua5.4 %s/bin/aap \"$@\"\n"):format(cwd), 493)
-    helper.writefile(bin .. "/kubectl", STANDIN:format(dir), 493)
-    helper.writefile(dir .. "/creds/AAP_HOSTNAME", sim.url)
-    helper.writefile(dir .. "/creds/AAP_USERNAME", "admin")
-    helper.writefile(dir .. "/creds/AAP_PASSWORD", sim.admin_password .. "\n")
+    pod = require("k8s_pod").new({ url = sim.url, password = sim.admin_password, no_state_secret = true })
   end)
   teardown(function() assert.is_true((sim:stop())) end)
 
-  -- Each run in a fresh pod: an empty work directory (no env file, no state file from before).
-  local function rotate()
-    os.execute("rm -rf " .. dir .. "/work")
-    local root = assert(io.popen("pwd")):read("l")
-    local vars = { PATH = bin .. ":" .. os.getenv("PATH"), HOME = dir,
-                   AAP_CPATH = os.getenv("AAP_CPATH") or (root .. "/build"),
-                   RHDH_SECRET_DIR = dir .. "/secret", AAP_CREDENTIALS_DIR = dir .. "/creds",
-                   AAP_WORK_DIR = dir .. "/work", AAP_POLICY = root .. "/deploy/k8s/policy.lua",
-                   -- a sanitizer run keeps its settings in children
-                   ASAN_OPTIONS = os.getenv("ASAN_OPTIONS"), UBSAN_OPTIONS = os.getenv("UBSAN_OPTIONS") }
-    local words = {}
-    for k, v in pairs(vars) do words[#words + 1] = ("'%s=%s'"):format(k, v) end
-    return sh(("cd / && env -i %s /bin/sh '%s/deploy/k8s/rotate.sh'"):format(table.concat(words, " "), root))
-  end
-
-  local function secret(key) return helper.readfile(dir .. "/secret/" .. key) end
-  -- The state Secret as the API server holds it: resourceVersion and decoded state.
-  local function stored_state()
-    local o = assert(helper.readfile(api .. "/aap-rotate-state.json"))
-    o = require("cjson").decode(o)
-    if not o.data then return o.rv, nil end
-    local p = io.popen("printf '%s' '" .. o.data .. "' | base64 -d")
-    local text = p:read("a")
-    p:close()
-    return o.rv, require("cjson").decode(text)
-  end
-  local function applied()
-    local text = helper.readfile(log)
-    return text and select(2, text:gsub("apply %-%-server%-side", "")) or 0
-  end
-  local function set(fault, on)
-    if on then helper.writefile(dir .. "/" .. fault, "") else os.remove(dir .. "/" .. fault) end
-  end
+  local function rotate() return pod:run() end
+  local function secret(key) return pod:secret(key) end
+  local function stored_state() return pod:stored_state() end
+  local function applied() return pod:applied() end
+  local function set(fault, on) pod:fault(fault, on) end
   local function no_secret_in(out)
     for _, k in ipairs({ "AAP_TOKEN", "REFRESH_TOKEN" }) do
       local v = secret(k)
@@ -290,8 +201,8 @@ end
       { env = { AAP_HOSTNAME = sim.url, AAP_PASSWORD = sim.admin_password } })
     assert.equal(0, r.code, r.stderr)
     local first = require("cjson").decode(r.stdout)
-    helper.writefile(dir .. "/secret/AAP_TOKEN", first.AAP_TOKEN)
-    helper.writefile(dir .. "/secret/REFRESH_TOKEN", first.REFRESH_TOKEN)
+    pod:put("AAP_TOKEN", first.AAP_TOKEN)
+    pod:put("REFRESH_TOKEN", first.REFRESH_TOKEN)
     local before = sim:token_ids()
     sim:advance(31 * 86400)
     local code, out = rotate()
@@ -301,7 +212,7 @@ end
     assert.equal(0, applied())
     sim:advance(-31 * 86400)
     -- As secret-state.yaml creates it: empty.
-    helper.writefile(api .. "/aap-rotate-state.json", '{"rv": "1"}')
+    pod:create_state_secret()
   end)
 
   it("keeps a fresh token; replaces a due one (Secret applied server-side), revokes the old one a run later", function()
@@ -315,7 +226,7 @@ end
     sim:advance(31 * 86400)   -- past max_age (30d)
     code, out = rotate()
     assert.equal(0, code, out)
-    local args, manifest = assert(helper.readfile(log)):match("^([^\n]*)\n(.*)$")
+    local args, manifest = pod:first_apply()
     assert.equal("apply --server-side --field-manager=aap-rotate --force-conflicts -f -", args)
     local doc = lyaml.load(manifest)
     assert.equal("Secret", doc.kind)
