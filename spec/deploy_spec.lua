@@ -7,12 +7,7 @@ local lyaml = require("lyaml") -- Debian package lua-yaml
 
 local K8S = "deploy/k8s/"
 
-local function sh(cmd)
-  local p = io.popen(cmd .. " 2>&1")
-  local out = p:read("a")
-  local ok, _, code = p:close()
-  return ok and 0 or code, out
-end
+local sh = require("k8s_pod").sh
 
 local function have(cmd) return sh("command -v " .. cmd) == 0 end
 

@@ -58,12 +58,14 @@ else
 end
 ]]
 
+--- Runs a shell command: exit code, output (stdout and stderr).
 local function sh(cmd)
   local p = io.popen(cmd .. " 2>&1")
   local out = p:read("a")
   local ok, _, code = p:close()
   return ok and 0 or code, out
 end
+M.sh = sh
 
 --- A pod's world: `url`, `username`, `password` of the gateway; the state Secret exists (empty)
 -- unless `no_state_secret`.
