@@ -360,7 +360,7 @@ The same lists at `latency_ms = 0` show the processing cost alone. Median of %d 
     local grow = (it[#it].each.server_cpu / it[#it].each.requests) / (it[1].each.server_cpu / it[1].each.requests)
     out[#out + 1] = (" The emulator's CPU per page, measured while iterating at 0 ms latency (section 4): %s%s.")
       :format(table.concat(per, ", "), grow > 1.3 and ("; it grows with the length of the list, since the " ..
-        "emulator filters and orders the whole token list for every page it serves (`lua/aap/sim/gateway.lua`, " ..
+        "emulator filters and orders the whole token list for every page it serves (`lua/aap/sim/views/tokens.lua`, " ..
         "`lists.lua`)") or "")
   end
   out[#out + 1] = "\n"

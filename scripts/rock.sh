@@ -25,10 +25,10 @@ run() { # log name, command...: quiet unless it fails
   "$@" >"$log" 2>&1 || { cat "$log" >&2; fail "failed: $*"; }
 }
 
-# Every emulator module is in the aap-sim rock (a new file there must be added to it).
-for f in lua/aap/sim/*.lua; do
+# Every emulator module is in the aap-sim rock (a new file there, views/ included, must be added to it).
+while IFS= read -r f; do
   grep -q "\"$f\"" "rockspec/aap-sim-$version-1.rockspec" || fail "$f is not in rockspec/aap-sim-$version-1.rockspec"
-done
+done < <(find lua/aap/sim -name '*.lua' | LC_ALL=C sort)
 
 # Two configurations: the library's (only lua-cjson and argparse provided by Debian) and the
 # emulator's (rockspec/config.lua: LuaSocket, LuaSec and luaossl too).
