@@ -31,7 +31,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #define MAX_REDIRS 3L
 #define BACKOFF_CAP 8.0          /* seconds between two attempts, at most */

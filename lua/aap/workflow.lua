@@ -5,7 +5,6 @@
 -- or a table {code =, message =} for local failures); none raises on a runtime failure.
 -- @module aap.workflow
 local aap = require("aap")
-local apps = require("aap.apps")
 local envfile = require("aap.env")
 local state = require("aap.state")
 
@@ -211,7 +210,8 @@ function M.create(s, conn, opts)
     app = opts.application -- looked up already
   elseif opts.application ~= nil then
     local err
-    app, err = apps.find(s, opts.application, { organization = opts.organization })
+    -- by name: aap.apps (loaded only then: a PAT's create does without it)
+    app, err = require("aap.apps").find(s, opts.application, { organization = opts.organization })
     if not app then return nil, err end
   end
   -- Every token aap creates carries a random marker at the end of its description: should the
