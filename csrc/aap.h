@@ -3,7 +3,13 @@
  *
  * luaopen_aap (aap.c) creates the module table and hands it to each part
  * below; every part adds its functions and metatables to the table at the
- * top of the stack and leaves the stack as it found it.
+ * top of the stack and leaves the stack as it found it. aap.c also builds the
+ * aap.Session metatable from the parts' method tables (aap_*_methods).
+ *
+ * Which file calls which (docs/design.md draws it): no cycle. The methods
+ * (session.c, tokens.c, applications.c, oauth.c) call call.c and paging.c;
+ * those call http.c, errors.c, url.c, json.c; errors.c and http.c read
+ * headers through headers.c; nobody below calls back up.
  *
  * Rules every file follows:
  * - No Lua API call while a libcurl transfer is in progress: callbacks only
@@ -37,7 +43,7 @@
 #define AAP_ERROR_MT   "aap.Error"
 #define AAP_SHARE_KEY  "aap.share"
 
-/* session.c and friends: libcurl sessions and the gateway calls. */
+/* session.c: curl_global_init, the state's shared caches, aap.connect, aap.check_url. */
 void aap_open_session(lua_State *L);
 /* osutil.c: atomic file writes, locks, signals - what Lua's stdlib lacks. */
 void aap_open_osutil(lua_State *L);
@@ -83,7 +89,7 @@ int aap_json_isnull(lua_State *L, int idx);
 
 /* ---- errors.c: aap.Error ----------------------------------------------- */
 
-void aap_open_errors(lua_State *L);
+void aap_open_errors(lua_State *L);   /* aap.codes, aap.new_error, the metatable */
 /* Pushes nil and a new aap.Error; returns 2. method/path may be NULL. */
 int aap_fail(lua_State *L, const char *code, long status, const char *message,
              const char *method, const char *path);
@@ -130,7 +136,9 @@ typedef struct aap_share {
     CURLSH *sh;
 } aap_share;
 
-typedef struct aap_session {
+typedef struct aap_session aap_session;
+
+struct aap_session {
     int closed;
     int flavor;                 /* AAP_FLAVOR_* (UNKNOWN until detected) */
     int insecure;
@@ -156,7 +164,10 @@ typedef struct aap_session {
     aap_buf form;               /* form bodies (may hold secrets) */
     struct aap_page *pages;     /* paging.c: bodies of concurrently fetched pages */
     int npages;
-} aap_session;
+    /* paging.c's hook, set when it holds pages: session_release frees them
+     * without knowing paging.c. */
+    void (*free_pages)(aap_session *S);
+};
 
 typedef struct aap_req {
     const char *method;        /* GET, HEAD, POST, PUT, PATCH, DELETE */
@@ -180,6 +191,8 @@ typedef struct aap_page {
     int too_large;
 } aap_page;
 
+/* GET, HEAD, DELETE, PUT, OPTIONS: a method safe to send twice. */
+int aap_idempotent(const char *method);
 /* Creates the easy handle(s) lazily; 0 or -1 (no memory). */
 int aap_xfers_reserve(aap_session *S, int n);
 void aap_xfers_free(aap_session *S);
@@ -188,6 +201,17 @@ void aap_xfers_free(aap_session *S);
 int aap_http_run(aap_session *S, aap_xfer *x, const aap_req *r);
 /* GETs urls[0..n) concurrently (no retries) into pages[0..n). */
 void aap_http_fetch_many(aap_session *S, const char *const *urls, aap_page *pages, int n);
+/* Pushes nil, err for a failed or unexpected response; returns 2.
+ * extra: NULL-terminated secrets to scrub from the message besides the session's. */
+int aap_push_response_error(lua_State *L, aap_session *S, const aap_xfer *x,
+                            const aap_req *r, const char *const *extra);
+int aap_push_transport_error(lua_State *L, const aap_xfer *x, const aap_req *r);
+
+/* ---- headers.c: the header lines of a response (aap_xfer.head) ------------ */
+
+/* The value of header `name` (case-insensitive), blanks trimmed, *vlen its
+ * length; NULL if absent. head->data must not be NULL. */
+const char *aap_find_header(const aap_buf *head, const char *name, size_t *vlen);
 /* Value of a response header (case-insensitive name), pushed; nil if absent. */
 int aap_push_header(lua_State *L, const aap_buf *head, const char *name);
 /* Pushes a table of the response headers (lowercase names). */
@@ -195,13 +219,13 @@ void aap_push_headers(lua_State *L, const aap_buf *head);
 /* Seconds to wait from a Retry-After header, or -1. */
 double aap_retry_after(const aap_buf *head);
 
-/* Pushes nil, err for a failed or unexpected response; returns 2.
- * extra: NULL-terminated secrets to scrub from the message besides the session's. */
-int aap_push_response_error(lua_State *L, aap_session *S, const aap_xfer *x,
-                            const aap_req *r, const char *const *extra);
-int aap_push_transport_error(lua_State *L, const aap_xfer *x, const aap_req *r);
-
 /* ---- url.c: URLs from the base, paths and query tables ------------------ */
+
+/* Checks a session's URL (http or https, a host, no credentials, query or
+ * fragment): NULL when fit, with *origin and *base malloc'd when origin_out is
+ * given (then is_http and loopback are set too); else what is wrong. */
+const char *aap_parse_base_url(const char *url, char **origin_out, char **base_out,
+                               int *is_http, int *loopback);
 
 /* Pushes the path without query, then base+api+path(+?query from the table
  * at qidx, 0: none, leaving out the key `skip`). Raises on NUL/CR/LF or a
@@ -226,9 +250,17 @@ int aap_redirect_target(aap_session *S, const char *from, const char *location, 
                         char *where, size_t wlen);
 const char *aap_oauth_prefix(const aap_session *S);
 
+/* ---- the aap.Session methods, one table per file --------------------------- */
+
+extern const luaL_Reg aap_session_meta[];         /* session.c: __gc, __close, __tostring, __index */
+extern const luaL_Reg aap_session_methods[];      /* session.c: close, flavor, ping, me, request, stats */
+extern const luaL_Reg aap_token_methods[];        /* tokens.c */
+extern const luaL_Reg aap_application_methods[];  /* applications.c */
+extern const luaL_Reg aap_oauth_methods[];        /* oauth.c: refresh, revoke */
+
 /* ---- tokens.c: aap.Token records ---------------------------------------- */
 
-void aap_open_tokens(lua_State *L);
+void aap_open_tokens(lua_State *L);              /* the metatable, aap.parse_token */
 /* Replaces the decoded token object at the top with an aap.Token. */
 void aap_make_token(lua_State *L);
 /* Replaces the decoded /o/token/ answer at the top with an aap.Token. */
@@ -240,16 +272,20 @@ void aap_make_oauth_token(lua_State *L, double now);
  * aap_make_token), or nil, err. Returns the number of values pushed. */
 int aap_list_all(lua_State *L, aap_session *S, const char *path, int qidx,
                  void (*conv)(lua_State *L));
-/* Pushes the each_token iterator. */
-int aap_list_iter(lua_State *L, aap_session *S, int sidx, const char *path, int qidx);
-void aap_pages_free(aap_session *S);
+/* A converter for aap_list_iter, in a struct so that a light userdata can
+ * carry it (ISO C has no function pointer in a void *). */
+typedef struct aap_conv {
+    void (*fn)(lua_State *L);
+} aap_conv;
+/* Pushes an iterator over the items (converted by conv->fn when conv is not
+ * NULL; conv must outlive the iterator: a static), one page in memory at a
+ * time; the session at sidx is kept by it. */
+int aap_list_iter(lua_State *L, aap_session *S, int sidx, const char *path, int qidx,
+                  const aap_conv *conv);
 
-/* ---- session.c ---------------------------------------------------------- */
+/* ---- call.c: what the methods share ---------------------------------------- */
 
-/* Methods added to the aap.Session __index table at the top. */
-void aap_add_token_methods(lua_State *L);        /* tokens.c */
-void aap_add_application_methods(lua_State *L);  /* applications.c */
-void aap_add_oauth_methods(lua_State *L);        /* oauth.c */
+/* The value at idx has field f (a table whose f is not nil). */
 int aap_has_field(lua_State *L, int idx, const char *f);
 /* Raises on keys of the table at idx that are not in `allowed`. */
 void aap_check_keys(lua_State *L, int idx, const char *fn, const char *const *allowed);
@@ -270,8 +306,6 @@ int aap_detect_flavor(lua_State *L, aap_session *S);
  * that is not JSON runs the detection, and on a controller the request is sent
  * again to the controller's route (a 404 did nothing, so even a POST may be).
  * 0: an answer in x; -1: a transport failure in x; 2: nil, err pushed. */
-/* GET, HEAD, DELETE, PUT, OPTIONS: a method safe to send twice. */
-int aap_idempotent(const char *method);
 int aap_http_call(lua_State *L, aap_session *S, aap_xfer *x, aap_req *r);
 /* Sends method path (API-relative; query from the table at qidx, 0: none;
  * JSON body from the value at jidx, 0: none) and pushes the decoded body of a

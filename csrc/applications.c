@@ -1,6 +1,7 @@
 /*
- * applications.c - OAuth applications: list, find one by name (names are
- * unique per organization only: 0, 1 or several matches) or id, create.
+ * applications.c - OAuth applications: list, one by id, create. Finding one
+ * by name (names are unique per organization only: 0, 1 or several matches)
+ * is a workflow on top of the list: lua/aap/apps.lua.
  */
 #include "aap.h"
 
@@ -13,120 +14,18 @@ static int s_applications(lua_State *L)
     return aap_list_all(L, S, aap_list_path(L, 2, "applications/"), lua_istable(L, 2) ? 2 : 0, NULL);
 }
 
-/* Does the application at the top belong to organization `org` (index)? */
-static int in_org(lua_State *L, int org)
-{
-    int app = lua_gettop(L), r = 0;
-    if (lua_isnil(L, org))
-        return 1;
-    if (lua_isinteger(L, org)) {
-        lua_getfield(L, app, "organization");
-        r = lua_isinteger(L, -1) && lua_tointeger(L, -1) == lua_tointeger(L, org);
-    } else if (lua_getfield(L, app, "summary_fields") == LUA_TTABLE &&
-               lua_getfield(L, -1, "organization") == LUA_TTABLE &&
-               lua_getfield(L, -1, "name") == LUA_TSTRING) {
-        r = lua_rawequal(L, -1, org);
-    }
-    lua_settop(L, app);
-    return r;
-}
-
+/* s:application(id): by name is aap.apps.find (Lua), which lists with a name filter and
+ * tells one match from none or several. */
 static int s_application(lua_State *L)
 {
     aap_session *S = aap_check_session(L, 1);
-    static const char *const keys[] = { "organization", NULL };
-    if (lua_type(L, 2) == LUA_TNUMBER) {
-        lua_Integer id = luaL_checkinteger(L, 2);
-        if (!lua_isnoneornil(L, 3))
-            luaL_checktype(L, 3, LUA_TTABLE);
-        aap_push_id_path(L, "applications", id);
-        return aap_call_json(L, S, "GET", lua_tostring(L, -1), 0, 0);
-    }
-    luaL_checkstring(L, 2);
-    if (lua_type(L, 2) != LUA_TSTRING)
-        return luaL_argerror(L, 2, "application name (string) or id (integer) expected");
-    lua_settop(L, 3);
-    lua_pushnil(L);                                  /* 4: organization */
-    if (!lua_isnil(L, 3)) {
-        luaL_checktype(L, 3, LUA_TTABLE);
-        aap_check_keys(L, 3, "application", keys);
-        int t = lua_getfield(L, 3, "organization");
-        if (t == LUA_TNUMBER) {
-            int isnum;
-            lua_Integer org = lua_tointegerx(L, -1, &isnum);
-            if (!isnum)
-                return luaL_error(L, "application: option 'organization' must be an integer id or a name");
-            lua_pop(L, 1);
-            lua_pushinteger(L, org);
-        } else if (t != LUA_TNIL && t != LUA_TSTRING) {
-            return luaL_error(L, "application: option 'organization' must be an integer id or a name");
-        }
-        lua_replace(L, 4);
-    }
-    lua_newtable(L);                                 /* 5: query */
-    lua_pushvalue(L, 2);
-    lua_setfield(L, 5, "name");
-    if (lua_isinteger(L, 4)) {
-        lua_pushvalue(L, 4);
-        lua_setfield(L, 5, "organization");
-    }
-    int n = aap_list_all(L, S, "applications/", 5, NULL);
-    if (n != 1)
-        return n;
-    int all = lua_gettop(L);
-    lua_newtable(L);
-    int matches = all + 1, m = 0;
-    for (lua_Integer i = 1; lua_rawgeti(L, all, i) == LUA_TTABLE; i++) {
-        lua_getfield(L, -1, "name");
-        int same = lua_rawequal(L, -1, 2);
-        lua_pop(L, 1);
-        if (same && in_org(L, 4))
-            lua_rawseti(L, matches, ++m);
-        else
-            lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
-    if (m == 1) {
-        lua_rawgeti(L, matches, 1);
-        return 1;
-    }
-    lua_pushfstring(L, "%sapplications/", aap_api_prefix(S));
-    int pathidx = lua_gettop(L);
-    if (m == 0) {
-        if (lua_isnil(L, 4))
-            lua_pushfstring(L, "no application named '%s'", lua_tostring(L, 2));
-        else
-            lua_pushfstring(L, "no application named '%s' in organization %s", lua_tostring(L, 2),
-                            luaL_tolstring(L, 4, NULL));
-        return aap_fail(L, "not_found", 0, lua_tostring(L, -1), "GET", lua_tostring(L, pathidx));
-    }
-    lua_pushfstring(L, "%d applications are named '%s': choose one by organization or id", m,
-                    lua_tostring(L, 2));
-    aap_fail(L, "ambiguous", 0, lua_tostring(L, -1), "GET", lua_tostring(L, pathidx));
-    int err = lua_gettop(L);
-    lua_createtable(L, m, 0);
-    for (int i = 1; i <= m; i++) {
-        lua_rawgeti(L, matches, i);
-        lua_createtable(L, 0, 4);
-        lua_getfield(L, -2, "id");
-        lua_setfield(L, -2, "id");
-        lua_getfield(L, -2, "name");
-        lua_setfield(L, -2, "name");
-        lua_getfield(L, -2, "organization");
-        lua_setfield(L, -2, "organization");
-        if (lua_getfield(L, -2, "summary_fields") == LUA_TTABLE &&
-            lua_getfield(L, -1, "organization") == LUA_TTABLE &&
-            lua_getfield(L, -1, "name") == LUA_TSTRING) {
-            lua_setfield(L, -4, "organization_name");
-            lua_pop(L, 2);
-        } else {
-            lua_settop(L, err + 3);
-        }
-        lua_rawseti(L, err + 1, i);
-        lua_pop(L, 1);
-    }
-    lua_setfield(L, err, "candidates");
-    return 2;
+    if (lua_type(L, 2) != LUA_TNUMBER)
+        return luaL_argerror(L, 2, "application id (integer) expected; find one by name with "
+                             "require(\"aap.apps\").find");
+    lua_Integer id = luaL_checkinteger(L, 2);
+    lua_settop(L, 2);
+    aap_push_id_path(L, "applications", id);
+    return aap_call_json(L, S, "GET", lua_tostring(L, -1), 0, 0);
 }
 
 static int s_create_application(lua_State *L)
@@ -166,14 +65,9 @@ static int s_create_application(lua_State *L)
     return aap_call_json(L, S, "POST", "applications/", 0, 3);
 }
 
-static const luaL_Reg application_methods[] = {
+const luaL_Reg aap_application_methods[] = {
     { "applications", s_applications },
     { "application", s_application },
     { "create_application", s_create_application },
     { NULL, NULL }
 };
-
-void aap_add_application_methods(lua_State *L)
-{
-    luaL_setfuncs(L, application_methods, 0);
-}

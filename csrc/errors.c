@@ -74,7 +74,6 @@ static void add_clean(luaL_Buffer *b, size_t *room, const char *s, size_t n, int
     }
 }
 
-/* Trims a message to MESSAGE_MAX bytes on a UTF-8 boundary (value at top). */
 /* The text inside the first <name ...>...</name> of an HTML body (case-insensitive), or
  * NULL. Bounded by n: the body is not NUL-terminated. */
 static const char *tag_text(const char *s, size_t n, const char *name, size_t *len)
@@ -102,6 +101,7 @@ static const char *tag_text(const char *s, size_t n, const char *name, size_t *l
     return NULL;
 }
 
+/* One line, at most MESSAGE_MAX bytes cut on a UTF-8 boundary (value at top). */
 static void cap_message(lua_State *L)
 {
     size_t n;
@@ -372,6 +372,21 @@ int aap_push_response_error(lua_State *L, aap_session *S, const aap_xfer *x,
     return 2;
 }
 
+/* aap.new_error(code, message [, status [, method, path]]) -> aap.Error: the same error
+ * aap_fail makes (message one line, at most MESSAGE_MAX bytes), for the Lua parts of the
+ * library (aap.apps) whose errors are the core's. code is one of aap.codes. */
+static int l_new_error(lua_State *L)
+{
+    const char *code = CODES[luaL_checkoption(L, 1, NULL, CODES)];
+    const char *message = luaL_checkstring(L, 2);
+    lua_Integer status = luaL_optinteger(L, 3, 0);
+    const char *method = luaL_optstring(L, 4, NULL);
+    const char *path = luaL_optstring(L, 5, NULL);
+    luaL_argcheck(L, status >= 0 && status <= 999, 3, "an HTTP status expected");
+    aap_fail(L, code, (long)status, message, method, path);
+    return 1;
+}
+
 /* tostring(err): "code: message (HTTP 401, GET /path/)" */
 static int error_tostring(lua_State *L)
 {
@@ -420,4 +435,6 @@ void aap_open_errors(lua_State *L)
         lua_setfield(L, -2, CODES[i]);
     }
     lua_setfield(L, -2, "codes");
+    lua_pushcfunction(L, l_new_error);
+    lua_setfield(L, -2, "new_error");
 }

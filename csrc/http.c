@@ -31,13 +31,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #define MAX_REDIRS 3L
 #define BACKOFF_CAP 8.0          /* seconds between two attempts, at most */
 #define RETRY_AFTER_CAP 60.0     /* a server's Retry-After, at most */
-
-static const char *find_header(const aap_buf *head, const char *name, size_t *vlen);
 
 static size_t write_cb(char *p, size_t size, size_t n, void *ud)
 {
@@ -454,7 +451,7 @@ static int is_redirect(long status)
 static int follow(aap_session *S, aap_xfer *x, const aap_req *hop, int hops, char **next)
 {
     size_t n;
-    const char *loc = x->head.data ? find_header(&x->head, "location", &n) : NULL;
+    const char *loc = x->head.data ? aap_find_header(&x->head, "location", &n) : NULL;
     char where[200];
     char *l = loc ? malloc(n + 1) : NULL;
     int t = -1;
@@ -501,7 +498,7 @@ static void exchange(aap_session *S, aap_xfer *x, const aap_req *r, double deadl
             drive(S, 1, NULL, NULL);
         size_t n;
         if (x->result != CURLE_OK || !is_redirect(x->status) || !x->head.data ||
-            !find_header(&x->head, "location", &n))
+            !aap_find_header(&x->head, "location", &n))
             break;
         char *next;
         if (!follow(S, x, &hop, hops, &next))
@@ -608,100 +605,4 @@ void aap_http_fetch_many(aap_session *S, const char *const *urls, aap_page *page
     drive(S, active, many_next, &m);
     for (int i = 0; i < h; i++)
         aap_buf_clear(&S->xfers[i].body);
-}
-
-/* ---- response headers --------------------------------------------------- */
-
-/* Finds header `name` in the raw lines; returns a pointer to its value. */
-static const char *find_header(const aap_buf *head, const char *name, size_t *vlen)
-{
-    size_t nl = strlen(name);
-    const char *p = head->data, *end = head->data + head->len;
-    while (p && p < end) {
-        const char *eol = memchr(p, '\n', (size_t)(end - p));
-        if (!eol)
-            eol = end;
-        if ((size_t)(eol - p) > nl && p[nl] == ':' && strncasecmp(p, name, nl) == 0) {
-            const char *v = p + nl + 1, *ve = eol;
-            while (v < ve && (*v == ' ' || *v == '\t'))
-                v++;
-            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
-                ve--;
-            *vlen = (size_t)(ve - v);
-            return v;
-        }
-        p = eol + 1;
-    }
-    return NULL;
-}
-
-int aap_push_header(lua_State *L, const aap_buf *head, const char *name)
-{
-    size_t n;
-    const char *v = head->data ? find_header(head, name, &n) : NULL;
-    if (v)
-        lua_pushlstring(L, v, n);
-    else
-        lua_pushnil(L);
-    return 1;
-}
-
-void aap_push_headers(lua_State *L, const aap_buf *head)
-{
-    lua_newtable(L);
-    if (!head->data)
-        return;
-    const char *p = head->data, *end = head->data + head->len;
-    while (p < end) {
-        const char *eol = memchr(p, '\n', (size_t)(end - p));
-        if (!eol)
-            eol = end;
-        const char *colon = memchr(p, ':', (size_t)(eol - p));
-        if (colon && colon > p && !((size_t)(eol - p) >= 5 && memcmp(p, "HTTP/", 5) == 0)) {
-            luaL_Buffer b;
-            luaL_buffinit(L, &b);
-            for (const char *q = p; q < colon; q++)
-                luaL_addchar(&b, (char)(*q >= 'A' && *q <= 'Z' ? *q + 32 : *q));
-            luaL_pushresult(&b);
-            const char *v = colon + 1, *ve = eol;
-            while (v < ve && (*v == ' ' || *v == '\t'))
-                v++;
-            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
-                ve--;
-            lua_pushvalue(L, -1);
-            if (lua_rawget(L, -3) == LUA_TSTRING) {  /* repeated: join with ", " */
-                lua_pushliteral(L, ", ");
-                lua_pushlstring(L, v, (size_t)(ve - v));
-                lua_concat(L, 3);
-            } else {
-                lua_pop(L, 1);
-                lua_pushlstring(L, v, (size_t)(ve - v));
-            }
-            lua_rawset(L, -3);
-        }
-        p = eol + 1;
-    }
-}
-
-double aap_retry_after(const aap_buf *head)
-{
-    size_t n;
-    const char *v = head->data ? find_header(head, "retry-after", &n) : NULL;
-    if (!v || n == 0 || n > 64)
-        return -1;
-    char tmp[65];
-    memcpy(tmp, v, n);
-    tmp[n] = '\0';
-    char *end;
-    /* Capped at a day: a server's number is data, and an absurd one must neither
-     * overflow a conversion nor stall a client for years. */
-    const double cap = 86400;
-    long long secs = strtoll(tmp, &end, 10);
-    if (end != tmp && *end == '\0')
-        return secs < 0 ? 0 : secs > (long long)cap ? cap : (double)secs;
-    time_t when = curl_getdate(tmp, NULL);       /* an HTTP date */
-    if (when == (time_t)-1)
-        return -1;
-    double d = (double)when - aap_now();
-    return d > cap ? cap : d > 0 ? d : 0;
 }

@@ -157,13 +157,8 @@ static int s_revoke(lua_State *L)
     return 1;
 }
 
-static const luaL_Reg oauth_methods[] = {
+const luaL_Reg aap_oauth_methods[] = {
     { "refresh", s_refresh },
     { "revoke", s_revoke },
     { NULL, NULL }
 };
-
-void aap_add_oauth_methods(lua_State *L)
-{
-    luaL_setfuncs(L, oauth_methods, 0);
-}

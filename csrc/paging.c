@@ -12,7 +12,10 @@
 
 #define MAX_PAGES 100000
 
-void aap_pages_free(aap_session *S)
+/* The bodies of concurrently fetched pages (may hold secrets): freed after each list,
+ * and, should a list end early (an error raised half-way), by the session's release
+ * through S->free_pages - the session knows the hook, not this file. */
+static void pages_free(aap_session *S)
 {
     for (int i = 0; i < S->npages; i++)
         aap_buf_free(&S->pages[i].body);
@@ -23,7 +26,8 @@ void aap_pages_free(aap_session *S)
 
 static int pages_reserve(aap_session *S, int n)
 {
-    aap_pages_free(S);
+    pages_free(S);
+    S->free_pages = pages_free;
     S->pages = calloc((size_t)n, sizeof *S->pages);
     if (!S->pages)
         return -1;
@@ -189,7 +193,7 @@ static int fetch_rest_concurrently(lua_State *L, aap_session *S, int out, int se
         }
         lua_settop(L, pg - 1);
     }
-    aap_pages_free(S);
+    pages_free(S);
     lua_replace(L, urls);
     lua_settop(L, urls);
     return 1;
@@ -253,8 +257,9 @@ int aap_list_all(lua_State *L, aap_session *S, const char *path, int qidx,
 }
 
 /* ---- each_token: one page in memory at a time --------------------------- */
-/* upvalues: 1 session, 2 current page (array of Tokens), 3 position,
- *           4 next url (nil at the end), 5 pending error, 6 ids seen */
+/* upvalues: 1 session, 2 current page (array of converted items), 3 position,
+ *           4 next url (nil at the end), 5 pending error, 6 ids seen,
+ *           7 the converter (light userdata: the caller's static aap_conv), or nil */
 
 static int iter_step(lua_State *L)
 {
@@ -290,7 +295,8 @@ static int iter_step(lua_State *L)
         int pg = lua_gettop(L);
         lua_newtable(L);
         int out = pg + 1;
-        if (append_items(L, pg, out, lua_upvalueindex(6), aap_make_token) != 0) {
+        const aap_conv *conv = lua_touserdata(L, lua_upvalueindex(7));
+        if (append_items(L, pg, out, lua_upvalueindex(6), conv ? conv->fn : NULL) != 0) {
             lua_pushnil(L);
             lua_replace(L, lua_upvalueindex(4));
             lua_pushboolean(L, 0);
@@ -311,7 +317,8 @@ static int iter_step(lua_State *L)
     }
 }
 
-int aap_list_iter(lua_State *L, aap_session *S, int sidx, const char *path, int qidx)
+int aap_list_iter(lua_State *L, aap_session *S, int sidx, const char *path, int qidx,
+                  const aap_conv *conv)
 {
     sidx = lua_absindex(L, sidx);
     if (qidx)
@@ -323,6 +330,10 @@ int aap_list_iter(lua_State *L, aap_session *S, int sidx, const char *path, int 
     lua_remove(L, -2);                       /* 4 first url */
     lua_pushnil(L);                          /* 5 no error */
     lua_newtable(L);                         /* 6 seen */
-    lua_pushcclosure(L, iter_step, 6);
+    if (conv)
+        lua_pushlightuserdata(L, (void *)conv);  /* 7 conv */
+    else
+        lua_pushnil(L);
+    lua_pushcclosure(L, iter_step, 7);
     return 1;
 }

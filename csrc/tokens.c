@@ -272,10 +272,11 @@ static int s_each_token(lua_State *L)
     if (!lua_isnoneornil(L, 2))
         luaL_checktype(L, 2, LUA_TTABLE);
     lua_settop(L, 2);
-    return aap_list_iter(L, S, 1, aap_list_path(L, 2, "tokens/"), lua_istable(L, 2) ? 2 : 0);
+    static const aap_conv make_token = { aap_make_token };
+    return aap_list_iter(L, S, 1, aap_list_path(L, 2, "tokens/"), lua_istable(L, 2) ? 2 : 0, &make_token);
 }
 
-static const luaL_Reg token_methods[] = {
+const luaL_Reg aap_token_methods[] = {
     { "create_token", s_create_token },
     { "token", s_token },
     { "tokens", s_tokens },
@@ -284,11 +285,6 @@ static const luaL_Reg token_methods[] = {
     { "delete_token", s_delete_token },
     { NULL, NULL }
 };
-
-void aap_add_token_methods(lua_State *L)
-{
-    luaL_setfuncs(L, token_methods, 0);
-}
 
 void aap_open_tokens(lua_State *L)
 {

@@ -5,6 +5,7 @@
  */
 #include "aap.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -250,6 +251,63 @@ int aap_push_resolved(lua_State *L, aap_session *S, const char *link)
     curl_free(query);
     curl_url_cleanup(u);
     return ok;
+}
+
+/* ---- the base URL of a session ------------------------------------------ */
+
+/* aap.connect's url (and aap.check_url's), parsed and checked with libcurl's parser.
+ * Returns NULL when it is fit for a session, with *origin and *base malloc'ed when those
+ * are given (else not made), or what is wrong. */
+const char *aap_parse_base_url(const char *url, char **origin_out, char **base_out, int *is_http, int *loopback)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL, *user = NULL, *pw = NULL, *query = NULL, *frag = NULL;
+    char *host = NULL, *port = NULL, *path = NULL;
+    const char *bad = NULL;
+    if (!u)
+        return "not enough memory";
+    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK) {
+        bad = "not a valid http:// or https:// URL";
+    } else {
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
+        curl_url_get(u, CURLUPART_USER, &user, 0);
+        curl_url_get(u, CURLUPART_PASSWORD, &pw, 0);
+        curl_url_get(u, CURLUPART_QUERY, &query, 0);
+        curl_url_get(u, CURLUPART_FRAGMENT, &frag, 0);
+        curl_url_get(u, CURLUPART_HOST, &host, 0);
+        curl_url_get(u, CURLUPART_PORT, &port, 0);
+        curl_url_get(u, CURLUPART_PATH, &path, 0);
+        if (!scheme || (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0))
+            bad = "scheme must be http or https";
+        else if (user || pw)
+            bad = "credentials do not belong in the URL: use username/password or token";
+        else if (query || frag)
+            bad = "URL must not have a query or fragment";
+        else if (!host || !*host)
+            bad = "URL has no host";
+    }
+    if (!bad && origin_out) {
+        size_t plen = path ? strlen(path) : 0;
+        while (plen > 0 && path[plen - 1] == '/')
+            plen--;
+        char *origin = malloc(strlen(scheme) + strlen(host) + (port ? strlen(port) : 0) + 8);
+        char *base = origin ? malloc(strlen(scheme) + strlen(host) + (port ? strlen(port) : 0) + plen + 8) : NULL;
+        if (origin && base) {
+            sprintf(origin, "%s://%s%s%s", scheme, host, port ? ":" : "", port ? port : "");
+            sprintf(base, "%s%.*s", origin, (int)plen, path ? path : "");
+            *origin_out = origin;
+            *base_out = base;
+            *is_http = strcmp(scheme, "http") == 0;
+            *loopback = aap_is_loopback(host);
+        } else {
+            free(origin);
+            bad = "not enough memory";
+        }
+    }
+    curl_free(scheme); curl_free(user); curl_free(pw); curl_free(query);
+    curl_free(frag); curl_free(host); curl_free(port); curl_free(path);
+    curl_url_cleanup(u);
+    return bad;
 }
 
 /* ---- where credentials may go --------------------------------------------- */

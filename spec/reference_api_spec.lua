@@ -105,9 +105,9 @@ F.file(B, "reference suite: Lua API and demo", function()
       assert.same({ ["my-client-app"] = ref.seed.applications["my-client-app"].id,
                     ["RHDH Integration"] = ref.seed.applications["RHDH Integration"].id }, names)
       local rhdh = ref.seed.applications["RHDH Integration"]
-      assert.equal(rhdh.id, assert(s:application("RHDH Integration")).id)
+      assert.equal(rhdh.id, assert(require("aap.apps").find(s, "RHDH Integration")).id)
       assert.equal("RHDH Integration", assert(s:application(rhdh.id)).name)
-      local _, err = s:application("no such application")
+      local _, err = require("aap.apps").find(s, "no such application")
       assert.equal("not_found", err.code)
       local app = assert(s:create_application({ name = "api app", organization = ref.seed.organization_id }))
       assert.truthy(app.client_secret and app.client_secret ~= "$encrypted$")

@@ -197,7 +197,7 @@ end
 --- Creates a token the lesson's way and proves it works before anyone relies on it.
 -- @tparam Session s an admin session (app tokens need a superuser)
 -- @tparam table conn the connection options (for the Bearer check)
--- @tparam table opts application (name or id, or the table `s:application` returned; nil for a
+-- @tparam table opts application (name or id, or the table `apps.find` returned; nil for a
 --   PAT), organization, description, scope,
 --   verify (default true), marker (see begin_create: the description must hold it; without
 --   one, a fresh marker is added to the description)
@@ -210,7 +210,8 @@ function M.create(s, conn, opts)
     app = opts.application -- looked up already
   elseif opts.application ~= nil then
     local err
-    app, err = s:application(opts.application, { organization = opts.organization })
+    -- by name: aap.apps (loaded only then: a PAT's create does without it)
+    app, err = require("aap.apps").find(s, opts.application, { organization = opts.organization })
     if not app then return nil, err end
   end
   -- Every token aap creates carries a random marker at the end of its description: should the

@@ -58,7 +58,7 @@ end
 local function show(args, ctx)
   local s = ctx:connect()
   local key = args.application:match("^%d+$") and tonumber(args.application) or args.application
-  local app = ctx:check(s:application(key, { organization = org_id(ctx, s, args.organization) }))
+  local app = ctx:check(require("aap.apps").find(s, key, { organization = org_id(ctx, s, args.organization) }))
   if args.output == "json" or args.format == "json" then
     ctx:out(require("aap.report").encode(public(app)))
   else

@@ -90,6 +90,12 @@ end
 -- run wrote the key while this one waited), else made, verified and saved. Returns the
 -- values to print and the token (or record) they belong to; s and conn are opened on first use.
 -- --application and --organization as the calls take them: an id when all digits, else a name.
+-- The application named or numbered on the command line (aap.apps: one, else not_found or
+-- ambiguous with the candidates).
+local function find_app(s, app, org)
+  return require("aap.apps").find(s, app, { organization = org })
+end
+
 local function app_and_org(args)
   local app, org = args.application, args.organization
   if app and app:match("^%d+$") then app = tonumber(app) end
@@ -115,7 +121,7 @@ local function create_one(args, ctx, job, sess)
     -- The application's client_id goes into the file with its token, so that `aap token
     -- refresh` finds it; looked up now (workflow.create then uses it, no second request) to
     -- refuse, before anything is made, a file that holds another application's.
-    local a = sess.app or ctx:check(s:application(app, { organization = org }))
+    local a = sess.app or ctx:check(find_app(s, app, org))
     app, client_id = a, M.client_id_for(ctx, path, doc, a)
   end
   local description = args.description or ("aap " .. os.date("!%Y-%m-%d"))
@@ -238,7 +244,7 @@ local function create(args, ctx)
     -- file holding another application's client id, costs no PAT.
     sess.s, sess.conn = ctx:connect()
     local app, org = app_and_org(args)
-    sess.app = ctx:check(sess.s:application(app, { organization = org }))
+    sess.app = ctx:check(find_app(sess.s, app, org))
     if path then M.client_id_for(ctx, path, doc, sess.app) end
   end
   -- The PAT first, then the application token (the lesson's order), on one connection.
@@ -284,7 +290,7 @@ function M.held_token(ctx, s, conn, path, doc, key, kind, app, org)
   if kind == "application" then
     local want = app
     if type(app) ~= "number" then
-      local a = ctx:check(s:application(app, { organization = org }))
+      local a = ctx:check(find_app(s, app, org))
       want = a.id
     end
     if rec.application ~= want then return nil end
@@ -457,7 +463,7 @@ local function list(args, ctx)
   if args.application then
     local app = args.application
     if not app:match("^%d+$") then
-      app = ctx:check(s:application(app, { organization = org })).id
+      app = ctx:check(find_app(s, app, org)).id
     end
     filters.application = tonumber(app)
   elseif org then
