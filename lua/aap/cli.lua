@@ -2,7 +2,7 @@
 -- The sub-commands live in `aap.commands.*`; each registers itself on the parser. They never
 -- require this module (nor each other): `register` gets it as an argument, the handlers get
 -- `ctx` (ctx:message, ctx:exit_code, ctx:log, ...), and what they share is
--- `aap.commands.common`.
+-- `aap.commands.common`. scripts/require_graph.lua (spec/modules_spec.lua) checks it.
 -- Start-up (issue #12): a command loads only what it uses. argparse, the C core (libcurl,
 -- OpenSSL) and the library modules are required where they are needed, not here; the
 -- command modules require theirs inside their handlers. spec/startup_spec.lua checks it.
