@@ -1,5 +1,8 @@
 --- The `aap` command: argument parsing, connection settings, output and exit codes.
--- The sub-commands live in `aap.commands.*`; each registers itself on the parser.
+-- The sub-commands live in `aap.commands.*`; each registers itself on the parser. They never
+-- require this module (nor each other): `register` gets it as an argument, the handlers get
+-- `ctx` (ctx:message, ctx:exit_code, ctx:log, ...), and what they share is
+-- `aap.commands.common`. scripts/require_graph.lua (spec/modules_spec.lua) checks it.
 -- Start-up (issue #12): a command loads only what it uses. argparse, the C core (libcurl,
 -- OpenSSL) and the library modules are required where they are needed, not here; the
 -- command modules require theirs inside their handlers. spec/startup_spec.lua checks it.
@@ -91,6 +94,12 @@ function Ctx:policy_log(policy, s) if not self.args.quiet then M.log("info", s, 
 function Ctx:fail(err) raise(err) end
 --- Ends the command with a usage error.
 function Ctx:usage(fmt, ...) raise({ code = "usage", message = fmt:format(...) }) end
+--- Writes a line of the log to stderr, even with --quiet (M.log).
+function Ctx:log(level, s, extra) M.log(level, s, extra) end
+--- One readable line for an error (M.message): the command modules never require aap.cli.
+function Ctx:message(err) return M.message(err) end
+--- The exit code for an error (M.exit_code).
+function Ctx:exit_code(err) return M.exit_code(err) end
 --- Returns v, or ends the command with err.
 function Ctx:check(v, err, prefix)
   if v == nil or v == false then
@@ -183,7 +192,7 @@ function M.message(err)
     for i, c in ipairs(err.candidates) do
       local org = c.organization_name or c.organization
       names[i] = ("id=%s%s"):format(tostring(c.id), org ~= nil and (" (organization %s)"):format(
-        require("aap.commands.token").cell(org)) or "")
+        require("aap.commands.common").cell(org)) or "")
     end
     if #names > 0 then text = text .. "; candidates: " .. table.concat(names, ", ") end
   end

@@ -615,6 +615,29 @@ function M.read(path)
   return doc
 end
 
+--- Replaces an env file with a document, atomically (`aap.os.write_atomic`: a temporary file
+-- in the same directory, then a rename), with mode 0600 (`MODE_PRIVATE`, or the file's own
+-- mode when that is stricter). The one writer of env files: `update`, aap.workflow and
+-- aap.rotate all write through it. It writes the document as it is: the checks of what goes
+-- into it (`Doc:check_owned`, aap.workflow's `check_values`) are the caller's, before `set`.
+-- On failure the file is left byte-for-byte as it was.
+-- @tparam string path
+-- @tparam Doc doc
+-- @tparam[opt] integer mode default `MODE_PRIVATE`
+-- @treturn[1] true
+-- @treturn[2] nil
+-- @treturn[2] table error `{code = "io", message =, path =}` (the message names the path)
+-- @usage assert(env.write(".env", doc))
+function M.write(path, doc, mode)
+  expect(path, "string", "path", 2)
+  if getmetatable(doc) ~= Doc then error(("bad doc (Doc expected, got %s)"):format(type(doc)), 2) end
+  mode = mode or DEFAULT_MODE
+  if math.type(mode) ~= "integer" then error("bad mode (integer expected)", 2) end
+  local ok, werr = require("aap").os.write_atomic(path, doc:serialize(), mode)
+  if not ok then return nil, new_error("io", werr, path) end
+  return true
+end
+
 local UPDATE_OPTIONS = { remove = true, mode = true }
 
 -- Normalise update's values into an ordered list of {key, value}.
@@ -668,8 +691,6 @@ function M.update(path, values, opts)
   if not ok_owned then return nil, oerr end
   for _, k in ipairs(remove) do doc:unset(k) end
   for _, pair in ipairs(list) do doc:set(pair[1], pair[2]) end
-  local ok, werr = require("aap").os.write_atomic(path, doc:serialize(), mode)
-  if not ok then return nil, new_error("io", werr, path) end
-  return true
+  return M.write(path, doc, mode)
 end
 return M

@@ -284,8 +284,8 @@ local function write_env(o, values)
   local cok, cerr = workflow.check_values(doc, o.env_file, values)
   if not cok then return nil, cerr end
   for _, kv in ipairs(values) do doc:set(kv[1], kv[2]) end
-  local ok, werr = aap.os.write_atomic(o.env_file, doc:serialize(), envfile.MODE_PRIVATE)
-  if not ok then return nil, err("io", "cannot write %s: %s", o.env_file, tostring(werr)) end
+  local ok, werr = envfile.write(o.env_file, doc)
+  if not ok then return nil, err("io", "cannot write %s: %s", o.env_file, werr.message) end
   o.doc = doc
   return true
 end

@@ -444,6 +444,9 @@ end
 --- Checks values before they are written to an env file: each must be `aap.env.portable`
 -- (written bare, so that bash, python-dotenv, docker compose, kubectl and systemd read it as
 -- it is), and no line of their keys may carry an `export ` prefix (`Doc:check_owned`).
+-- aap's writers of token values (`save` here, aap.rotate's) call it before they set the values
+-- and hand the document to `aap.env.write`, which writes any document as it is (`preflight`
+-- rewrites one unchanged; `aap.env.update` quotes what is not portable).
 -- @tparam Doc doc the document they go into
 -- @tparam string path its path, for messages
 -- @tparam table values ordered list of {key, value}
@@ -465,9 +468,7 @@ end
 -- Used before an operation that invalidates the old token (refresh), so that the new pair
 -- cannot be lost to a read-only directory.
 function M.preflight(path, doc)
-  local ok, err = aap.os.write_atomic(path, doc:serialize(), envfile.MODE_PRIVATE)
-  if not ok then return nil, local_error("io", tostring(err)) end
-  return true
+  return envfile.write(path, doc)
 end
 
 --- Takes an env file's lock for a whole command (read, gateway, write) and reads the file again
@@ -504,8 +505,8 @@ local function save_locked(path, values, records, remove)
   if not cok then return nil, cerr end
   for _, kv in ipairs(values) do doc:set(kv[1], kv[2]) end
   for _, k in ipairs(remove or {}) do doc:unset(k) end
-  local ok, werr = aap.os.write_atomic(path, doc:serialize(), envfile.MODE_PRIVATE)
-  if not ok then return nil, local_error("io", tostring(werr)) end
+  local ok, werr = envfile.write(path, doc)
+  if not ok then return nil, werr end
   if records then
     local st, serr = state.load(path)
     if not st then return nil, serr end

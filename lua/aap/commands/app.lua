@@ -1,21 +1,16 @@
 --- `aap app list|show|create`: the OAuth applications application tokens belong to.
 -- The library modules are required inside the handlers (see aap.commands.token).
 -- @module aap.commands.app
+local common = require("aap.commands.common")
 
 local M = {}
 
 local HEADERS = { "ID", "NAME", "ORGANIZATION", "CLIENT_ID", "CLIENT_TYPE", "GRANT_TYPE" }
 
---- The name of an application's organization, as the gateway sends it beside the id
--- (summary_fields), or nil.
-function M.organization_name(a)
-  local sf = type(a) == "table" and a.summary_fields
-  local org = type(sf) == "table" and sf.organization
-  return type(org) == "table" and type(org.name) == "string" and org.name or nil
-end
+local organization_name, org_id, columns = common.organization_name, common.org_id, common.columns
 
 local function row(a)
-  return { a.id, a.name or "", M.organization_name(a) or a.organization or "", a.client_id or "",
+  return { a.id, a.name or "", organization_name(a) or a.organization or "", a.client_id or "",
            a.client_type or "", a.authorization_grant_type or "" }
 end
 
@@ -26,23 +21,15 @@ local APP_FIELDS = { "id", "name", "organization", "organization_name", "client_
 local function public(a)
   local o = {}
   for k, v in pairs(a) do o[k] = v end
-  o.organization_name = M.organization_name(a)
+  o.organization_name = organization_name(a)
   return require("aap.report").object(APP_FIELDS, o)
 end
-
---- An organization's id from --organization (a name or an id); nil when not given.
-function M.org_id(ctx, s, org)
-  if org == nil then return nil end
-  if org:match("^%d+$") then return tonumber(org) end
-  return ctx:check(require("aap.workflow").organization_id(s, org))
-end
-local org_id = M.org_id
 
 local function list(args, ctx)
   local s = ctx:connect()
   local filters = { organization = org_id(ctx, s, args.organization), name__icontains = args.name_contains }
   local apps = ctx:check(s:applications(filters))
-  if args.output == "json" or args.format == "json" then
+  if common.json_output(args) then
     local report = require("aap.report")
     local items = report.list()
     for i, a in ipairs(apps) do items[i] = public(a) end
@@ -50,7 +37,7 @@ local function list(args, ctx)
   else
     local rows = {}
     for i, a in ipairs(apps) do rows[i] = row(a) end
-    ctx:out(require("aap.commands.token").columns(rows, HEADERS))
+    ctx:out(columns(rows, HEADERS))
   end
   return 0
 end
@@ -59,10 +46,10 @@ local function show(args, ctx)
   local s = ctx:connect()
   local key = args.application:match("^%d+$") and tonumber(args.application) or args.application
   local app = ctx:check(require("aap.apps").find(s, key, { organization = org_id(ctx, s, args.organization) }))
-  if args.output == "json" or args.format == "json" then
+  if common.json_output(args) then
     ctx:out(require("aap.report").encode(public(app)))
   else
-    ctx:out(require("aap.commands.token").columns({ row(app) }, HEADERS))
+    ctx:out(columns({ row(app) }, HEADERS))
   end
   return 0
 end
@@ -118,18 +105,14 @@ function M.register(groups, cli)
   cli.command(app, "list", "List applications (all pages).", function(l)
     l:option("--organization", "Organization name or id.")
     l:option("--name-contains", "Case-insensitive part of the name.")
-    l:option("--output", "text, or json: a report with every field (null when unknown), [] when empty.")
-      :choices({ "text", "json" })
-    l:option("--format"):choices({ "table", "text", "json" }):hidden(true) -- the older spelling of --output
+    common.output_option(l)
     cli.connection_options(l)
   end, list)
 
   cli.command(app, "show", "Show one application, by name (unique) or id.", function(sh)
     sh:argument("application", "Name or id.")
     sh:option("--organization", "Organization name or id, when the name is not unique.")
-    sh:option("--output", "text, or json: a report with every field (null when unknown), [] when empty.")
-      :choices({ "text", "json" })
-    sh:option("--format"):choices({ "table", "text", "json" }):hidden(true) -- the older spelling of --output
+    common.output_option(sh)
     cli.connection_options(sh)
   end, show)
 

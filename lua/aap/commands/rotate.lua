@@ -2,13 +2,11 @@
 -- aap.rotate (with aap.policy), aap.env, aap.state and the C core are required inside the
 -- handlers: no other command loads them (see aap.commands.token).
 -- @module aap.commands.rotate
-local token_cmd = require("aap.commands.token")
+local common = require("aap.commands.common")
 
 local M = {}
 
-local function iso(t)
-  return t and require("aap").format_time(t) or "never"
-end
+local iso = common.iso
 
 -- Errors of the engine, made fit for the CLI's exit codes.
 local function cli_error(e)
@@ -59,7 +57,7 @@ local function rotate_cmd(args, ctx)
   local path = args.env_file or os.getenv("AAP_ENV_FILE")
   if not path or path == "" then path = ".env" end
   if args.key and not envfile.valid_key(args.key) then ctx:usage("%q is not a valid env key", args.key) end
-  token_cmd.check_output_flags(ctx, args) -- before anything changes
+  common.check_output_flags(ctx, args) -- before anything changes
   if args.format and args.output == "json" then
     ctx:usage("--format prints the token and --output json the report: choose one")
   end
@@ -99,7 +97,7 @@ local function rotate_cmd(args, ctx)
     local values = { { res.key, doc:get(res.key) } }
     local rkey = rec.refresh_key
     if rkey and doc:get(rkey) then values[2] = { rkey, doc:get(rkey) } end
-    token_cmd.print_format(ctx, args.format, values, { id = rec.id, kind = rec.kind, scope = rec.scope,
+    common.print_format(ctx, args.format, values, { id = rec.id, kind = rec.kind, scope = rec.scope,
                                                      expires = rec.expires })
   end
   if json then ctx:out(require("aap.report").encode(rotate_report(path, res))) end
@@ -118,13 +116,13 @@ local function table_of(tokens)
     rows[i] = { t.id, t.kind or "", t.user or "", t.application or "", iso(t.created), iso(t.last_used),
                 t.description or "", t.why }
   end
-  return token_cmd.columns(rows, { "ID", "KIND", "USER", "APP", "CREATED", "LAST_USED", "DESCRIPTION", "WHY" })
+  return common.columns(rows, { "ID", "KIND", "USER", "APP", "CREATED", "LAST_USED", "DESCRIPTION", "WHY" })
 end
 
 local PRUNE_FIELDS = { "id", "kind", "user", "application", "created", "last_used", "description", "why" }
 
 -- The prune as a report: what was scanned, chosen (with why), revoked and failed.
-local function prune_report(res, dry_run, refused)
+local function prune_report(ctx, res, dry_run, refused)
   local report = require("aap.report")
   local function views(list)
     local out = report.list()
@@ -138,7 +136,7 @@ local function prune_report(res, dry_run, refused)
   local revoked, failed = report.list(), report.list()
   for i, id in ipairs(res.revoked or {}) do revoked[i] = type(id) == "table" and id.id or id end
   for i, f in ipairs(res.failed or {}) do
-    failed[i] = report.object({ "id", "error" }, { id = f.id, error = require("aap.cli").message(f.error) })
+    failed[i] = report.object({ "id", "error" }, { id = f.id, error = ctx:message(f.error) })
   end
   return report.object({ "scanned", "dry_run", "candidates", "revoked", "failed", "refused" }, {
     scanned = res.scanned, dry_run = dry_run and true or false, candidates = views(res.candidates),
@@ -149,7 +147,7 @@ local function prune_cmd(args, ctx)
   local aap, rotate = require("aap"), require("aap.rotate")
   local json = args.output == "json"
   -- With --output json, stdout holds the report alone: the confirmation table goes to stderr.
-  local show = json and function(s) require("aap.cli").log("info", s) end or function(s) ctx:out(s) end
+  local show = json and function(s) ctx:log("info", s) end or function(s) ctx:out(s) end
   local conn = ctx:conn()
   local tty = aap.os.isatty(2)
   local progress, shown
@@ -192,7 +190,7 @@ local function prune_cmd(args, ctx)
   })
   end_line()
   if not res then ctx:fail(e) end
-  if json then ctx:out(require("aap.report").encode(prune_report(res, args.dry_run, refused))) end
+  if json then ctx:out(require("aap.report").encode(prune_report(ctx, res, args.dry_run, refused))) end
   local say = json and function(s) ctx:info(s) end or function(s) ctx:out(s) end
   if args.dry_run then
     if #res.candidates > 0 and not json then ctx:out(table_of(res.candidates)) end
@@ -209,9 +207,9 @@ local function prune_cmd(args, ctx)
   end
   say(("revoked %d of %d candidate(s)"):format(#res.revoked, #res.candidates))
   for _, f in ipairs(res.failed) do
-    ctx:warn(("token id=%d not revoked: %s"):format(f.id, require("aap.cli").message(f.error)))
+    ctx:warn(("token id=%d not revoked: %s"):format(f.id, ctx:message(f.error)))
   end
-  if #res.failed > 0 then return require("aap.cli").exit_code(res.failed[1].error) end
+  if #res.failed > 0 then return ctx:exit_code(res.failed[1].error) end
   return 0
 end
 
@@ -240,7 +238,7 @@ function M.register(groups, cli)
     p:flag("--expired", "Also tokens past their expiry.")
     p:option("--description-like", "Only tokens whose description contains TEXT (case-insensitive).")
     p:option("--kind", "personal or application."):choices({ "personal", "application" })
-    p:option("--user", "Only this user's tokens (id; default: your own)."):convert(token_cmd.id_arg("a user id"))
+    p:option("--user", "Only this user's tokens (id; default: your own)."):convert(common.id_arg("a user id"))
     p:flag("--all-users", "Every user's tokens (superusers only; default: your own).")
     p:option("--keep-env-file", "Never touch the tokens recorded for this env file (repeatable).")
       :count("*")

@@ -6,6 +6,7 @@
 -- token when no credentials are given (a CronJob with only the env file), is checked by
 -- using it once (`GET me/` with it), which moves its `last_used`; the report says which.
 -- @module aap.commands.status
+local common = require("aap.commands.common")
 
 local M = {}
 
@@ -134,7 +135,7 @@ local function status(args, ctx)
           e.accepted = true
           e.id = known and rec.id or nil
         elseif verr and (verr.code == "auth" or verr.code == "forbidden") then
-          e.accepted, e.status, e.reason = false, "refused", require("aap.cli").message(verr)
+          e.accepted, e.status, e.reason = false, "refused", ctx:message(verr)
         else
           ctx:check(nil, verr, ("checking %s"):format(key))
         end
@@ -151,14 +152,13 @@ local function status(args, ctx)
     if e.status == "expiring" and worst == 0 then worst = M.EXIT_EXPIRING end
     if e.accepted == false then worst = 3 end
   end
-  if args.output == "json" or args.format == "json" then
+  if common.json_output(args) then
     local rep = require("aap.report")
     local arr = rep.list()
     for i, e in ipairs(report) do arr[i] = rep.object(FIELDS, e) end
     ctx:out(rep.encode(arr))
   else
     local rows = {}
-    local cols = require("aap.commands.token").columns
     for _, e in ipairs(report) do
       rows[#rows + 1] = { e.key, e.id or "", e.kind or "", e.status, e.expires or "", e.last_used or "",
                           e.checked_by == "use" and "used it" or (e.checked_by == "id" and "by id" or ""),
@@ -168,7 +168,7 @@ local function status(args, ctx)
       ctx:info(("%s holds no token aap knows of (%s, or keys recorded beside it)"):format(path,
         table.concat(DEFAULT_KEYS, ", ")))
     else
-      ctx:out(cols(rows, { "KEY", "ID", "KIND", "STATUS", "EXPIRES", "LAST_USED", "CHECKED", "WHY" }))
+      ctx:out(common.columns(rows, { "KEY", "ID", "KIND", "STATUS", "EXPIRES", "LAST_USED", "CHECKED", "WHY" }))
     end
   end
   return worst
@@ -182,9 +182,7 @@ function M.register(groups, cli)
       c:option("--key", "Only this key (repeatable; default: every token key the file holds).")
         :count("*")
       c:option("--warn", "Exit 5 when a token expires within this long (default 7d).")
-      c:option("--output", "text, or json: a report with every field (null when unknown), [] when empty.")
-        :choices({ "text", "json" })
-      c:option("--format"):choices({ "table", "text", "json" }):hidden(true) -- the older spelling of --output
+      common.output_option(c)
       cli.connection_options(c)
       cli.quiet_option(c)
     end, status)

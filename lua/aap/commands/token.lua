@@ -3,13 +3,13 @@
 -- building the parser, for any command or --help, loads none of them.
 -- @module aap.commands.token
 
+local common = require("aap.commands.common")
+
 local M = {}
 
 local FORMATS = { "env", "shell", "json", "k8s-secret" }
 
-local function iso(t)
-  return t and require("aap").format_time(t) or "never"
-end
+local iso, columns = common.iso, common.columns
 
 --- One line about a token, without its value.
 function M.summary(verb, tok, where)
@@ -54,36 +54,6 @@ local function values_for(tok, key, rkey)
   local values = { { key, tok.token } }
   if tok.refresh_token then values[2] = { rkey, tok.refresh_token } end
   return values
-end
-
---- Prints the values in the chosen format.
-function M.print_format(ctx, fmt, values, tok)
-  local export = require("aap.export")
-  local text, err = export.format(fmt, values, {
-    id = tok.id, kind = tok.kind, scope = tok.scope, expires = tok.expires,
-    name = ctx.args.secret_name, namespace = ctx.args.namespace,
-  })
-  ctx:check(text, err)
-  io.stdout:write(text)
-  if text:sub(-1) ~= "\n" then io.stdout:write("\n") end
-end
-
-local function validate_key(ctx, key)
-  if not key:match("^[A-Za-z_][A-Za-z0-9_]*$") then ctx:usage("%q is not a valid env key", key) end
-end
-
---- Checks every output flag before anything is sent, so a typo never costs a token.
-function M.check_output_flags(ctx, args)
-  for _, k in ipairs({ args.key or "AAP_PAT", args.refresh_key or "REFRESH_TOKEN" }) do validate_key(ctx, k) end
-  if args.format == "k8s-secret" then
-    local export = require("aap.export")
-    local ok, why = export.check_name(args.secret_name)
-    if not ok then ctx:usage("%s", why) end
-    if args.namespace then
-      ok, why = export.check_namespace(args.namespace)
-      if not ok then ctx:usage("%s", why) end
-    end
-  end
 end
 
 --- One token of a create: kept when the file's key holds a working one aap made (or another
@@ -158,7 +128,7 @@ local function create_one(args, ctx, job, sess)
       -- Nobody has the new token: delete it rather than leave it behind on the server.
       local dok = s:delete_token(tok.id)
       if dok then workflow.end_create(path, key) end
-      ctx:fail({ code = werr.code or "io", message = M.message(werr) ..
+      ctx:fail({ code = werr.code or "io", message = ctx:message(werr) ..
         (dok and " (the new token was deleted again)" or (" (the new token id=" .. tok.id ..
         " could not be deleted; revoke it with `aap token revoke " .. tok.id .. "`)")) })
     end
@@ -170,7 +140,7 @@ local function create_one(args, ctx, job, sess)
       ctx:info(("revoked the token %s held before, id=%d"):format(key, held.id))
     else
       ctx:warn(("the token %s held before, id=%d, could not be revoked (%s): revoke it with `aap token revoke %d`")
-        :format(key, held.id, M.message(derr), held.id))
+        :format(key, held.id, ctx:message(derr), held.id))
     end
   elseif replaced and replaced.id and replaced.id ~= tok.id then
     ctx:info(("%s held token id=%d, which may still work: revoke it with `aap token revoke %d` once nothing "
@@ -231,7 +201,7 @@ local function create(args, ctx)
       ctx:usage("--format json describes one token: not with --pat and --application together")
     end
   end
-  M.check_output_flags(ctx, args)
+  common.check_output_flags(ctx, args)
   local first = path and ctx:check(workflow.read_env(path, create_keys(args, kinds))) -- before anything is made
   local lock, doc
   if path then
@@ -273,7 +243,7 @@ local function create(args, ctx)
     last = tok
     if path and #kinds == 2 then doc = ctx:check(workflow.read_env(path)) end
   end
-  if fmt then M.print_format(ctx, fmt, all, last) end
+  if fmt then common.print_format(ctx, fmt, all, last) end
   if lock then lock:unlock() end
   return 0
 end
@@ -317,13 +287,11 @@ function M.kept_concurrent(ctx, path, key, rkey, doc)
   return M.kept(ctx, path, key, rkey, doc, nil, "was written by another aap run while this one waited")
 end
 
-M.message = function(err) return require("aap.cli").message(err) end
-
 local function refresh(args, ctx)
   local workflow, state = require("aap.workflow"), require("aap.state")
   local path = args.env_file or os.getenv("AAP_ENV_FILE") or ".env"
   local key, rkey = keys_for(args, "application")
-  M.check_output_flags(ctx, args)
+  common.check_output_flags(ctx, args)
   local doc = ctx:check(workflow.read_env(path, { key, rkey }))
   -- Held to the end: a refresh spends the pair, so nothing else may write the file meanwhile
   -- (a rotation's new token would be overwritten unrecorded).
@@ -346,7 +314,7 @@ local function refresh(args, ctx)
     -- The real gateway answers 500 when the access token was deleted (API doc §17): final.
     ctx:fail({ code = "expired", message = ("the gateway refused the refresh (%s) and %s in %s no longer works, "
       .. "so its refresh token is spent; create a new token with `aap token create --application NAME "
-      .. "--env-file %s`"):format(M.message(err), key, path, path) })
+      .. "--env-file %s`"):format(ctx:message(err), key, path, path) })
   end
   if not tok and err and err.oauth_error == "invalid_client" then
     -- Nothing was spent: the gateway refused the client before looking at the refresh token.
@@ -369,51 +337,23 @@ local function refresh(args, ctx)
                                      fp = state.fingerprint(tok.token) })
   local ok, werr = workflow.save(path, values, { [key] = record })
   if not ok then
-    ctx:fail({ code = "io", message = "refreshed, but could not write " .. path .. ": " .. M.message(werr) ..
+    ctx:fail({ code = "io", message = "refreshed, but could not write " .. path .. ": " .. ctx:message(werr) ..
       "; the old token no longer works" })
   end
   local fmt = args.format or (args.show_token and "env") or nil
-  if fmt then M.print_format(ctx, fmt, values, tok) end
+  if fmt then common.print_format(ctx, fmt, values, tok) end
   local code = 0
   if not found and verr.code ~= "auth" then
     -- It works but cannot be told apart from the user's other tokens in use: saved, no id.
-    ctx:warn("the refreshed token was saved and works, but its id is unknown (" .. M.message(verr) .. ")")
+    ctx:warn("the refreshed token was saved and works, but its id is unknown (" .. ctx:message(verr) .. ")")
   elseif not found then
-    ctx:warn("the refreshed token was saved but did not pass the check: " .. M.message(verr))
-    code = require("aap.cli").exit_code(verr)
+    ctx:warn("the refreshed token was saved but did not pass the check: " .. ctx:message(verr))
+    code = ctx:exit_code(verr)
   end
   ctx:info(M.summary("refreshed", tok, path))
   lock:unlock()
   return code
 end
-
--- A cell as text a terminal shows as it is: control characters (an ANSI escape, a newline
--- in a description) become \xNN.
-local function cell(v)
-  return (tostring(v):gsub("[%c\127]", function(c) return ("\\x%02x"):format(c:byte()) end))
-end
-M.cell = cell
-
-local function columns(rows, headers)
-  local widths = {}
-  for _, r in ipairs(rows) do
-    for i, v in ipairs(r) do r[i] = cell(v) end
-  end
-  for i, h in ipairs(headers) do widths[i] = #h end
-  for _, r in ipairs(rows) do
-    for i, v in ipairs(r) do widths[i] = math.max(widths[i], #tostring(v)) end
-  end
-  local out = {}
-  local function line(r)
-    local cells = {}
-    for i, v in ipairs(r) do cells[i] = ("%-" .. widths[i] .. "s"):format(tostring(v)) end
-    out[#out + 1] = (table.concat(cells, "  "):gsub("%s+$", ""))
-  end
-  line(headers)
-  for _, r in ipairs(rows) do line(r) end
-  return table.concat(out, "\n")
-end
-M.columns = columns
 
 -- apps: application id -> { name =, organization =, organization_name = } (see app_names).
 local function token_row(t, apps)
@@ -449,7 +389,7 @@ local function app_names(s, tokens, filters)
   local apps = {}
   for _, a in ipairs(list or {}) do
     apps[a.id] = { name = a.name, organization = a.organization,
-                   organization_name = require("aap.commands.app").organization_name(a) }
+                   organization_name = common.organization_name(a) }
   end
   return apps
 end
@@ -469,7 +409,7 @@ local function list(args, ctx)
   elseif org then
     if args.kind == "personal" then ctx:usage("--organization lists application tokens: not with --kind personal") end
     in_org = {}
-    local id = require("aap.commands.app").org_id(ctx, s, args.organization)
+    local id = common.org_id(ctx, s, args.organization)
     for _, a in ipairs(ctx:check(s:applications({ organization = id }))) do in_org[a.id] = true end
     filters.application__isnull = "false"
   end
@@ -504,7 +444,7 @@ local function list(args, ctx)
     rows[i] = token_row(tok, apps)
     items[i] = public_token(tok, apps)
   end
-  if args.output == "json" or args.format == "json" then
+  if common.json_output(args) then
     ctx:out(require("aap.report").encode(require("aap.report").list(items)))
   else
     ctx:out(columns(rows, TOKEN_HEADERS))
@@ -517,7 +457,7 @@ local function show(args, ctx)
   local id = tonumber(args.id)
   local tok = ctx:check(s:token(id))
   local apps = app_names(s, { tok })
-  if args.output == "json" or args.format == "json" then
+  if common.json_output(args) then
     ctx:out(require("aap.report").encode(public_token(tok, apps)))
   else
     ctx:out(columns({ token_row(tok, apps) }, TOKEN_HEADERS))
@@ -558,7 +498,7 @@ local function revoke(args, ctx)
   elseif not id then
     ctx:fail({ code = ierr and ierr.code or "not_found", message = ("cannot prove which token %s in %s is (%s); "
       .. "nothing was revoked. Find its id with `aap token list` and run `aap token revoke ID`")
-      :format(key, path, M.message(ierr)) })
+      :format(key, path, ctx:message(ierr)) })
   end
   if id then
     local ok, derr = s:delete_token(id)
@@ -573,7 +513,7 @@ local function revoke(args, ctx)
     if client then
       local ok, rerr = s:revoke({ token = refresh_value, client_id = client.client_id,
                                   client_secret = client.client_secret, token_type_hint = "refresh_token" })
-      if not ok then ctx:warn("could not revoke the refresh token: " .. M.message(rerr)) end
+      if not ok then ctx:warn("could not revoke the refresh token: " .. ctx:message(rerr)) end
     else
       ctx:info("the refresh token was not revoked (no AAP_CLIENT_ID); it stops working after its lifetime")
     end
@@ -583,17 +523,6 @@ local function revoke(args, ctx)
   ctx:info(("revoked token id=%s; removed %s from %s"):format(tostring(id or rec.id or "?"),
     table.concat(remove, ", "), path))
   return 0
-end
-
---- An argparse converter for an id. What it refuses is never echoed: a token value given
--- by mistake where an id belongs must not land in a terminal's scrollback or a CI log.
--- @tparam string what "a token id", "a user id", ...
--- @tparam ?string hint appended to the message
-function M.id_arg(what, hint)
-  return function(v)
-    if v:match("^%d+$") and #v <= 18 then return v end
-    return nil, ("%s is a whole number%s"):format(what, hint or "")
-  end
 end
 
 --- Registers the token sub-commands.
@@ -631,22 +560,18 @@ function M.register(groups, cli)
     l:option("--user", "Only this user's tokens (id; default: your own).")
     l:flag("--all-users", "Every user's tokens (superusers only; default: your own).")
     l:option("--kind", "personal or application."):choices({ "personal", "application" })
-    l:option("--output", "text, or json: a report with every field (null when unknown), [] when empty.")
-      :choices({ "text", "json" })
-    l:option("--format"):choices({ "table", "text", "json" }):hidden(true) -- the older spelling of --output
+    common.output_option(l)
     cli.connection_options(l)
   end, list)
 
   cli.command(token, "show", "Show one token.", function(sh)
-    sh:argument("id", "Token id."):convert(M.id_arg("a token id"))
-    sh:option("--output", "text, or json: a report with every field (null when unknown), [] when empty.")
-      :choices({ "text", "json" })
-    sh:option("--format"):choices({ "table", "text", "json" }):hidden(true) -- the older spelling of --output
+    sh:argument("id", "Token id."):convert(common.id_arg("a token id"))
+    common.output_option(sh)
     cli.connection_options(sh)
   end, show)
 
   cli.command(token, "revoke", "Revoke (DELETE) a token by id, or the one in an env file.", function(rv)
-    rv:argument("id", "Token id."):args("?"):convert(M.id_arg("a token id",
+    rv:argument("id", "Token id."):args("?"):convert(common.id_arg("a token id",
       " (the token in an env file is revoked with --env-file PATH)"))
     rv:option("--env-file", "Revoke the token in this env file and remove it from the file.")
     rv:option("--key", "Env key of the token (default AAP_TOKEN if present, else AAP_PAT).")

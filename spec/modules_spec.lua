@@ -1,0 +1,40 @@
+-- Issue #14, the modules' graph: scripts/require_graph.lua walks every require (top-level and
+-- inside functions) and every module named in a string under lua/: no circle, and the command
+-- modules name neither aap.cli nor each other (what they share is aap.commands.common).
+local helper = require("helper")
+
+-- Runs the script on a tree; returns its exit code and output.
+local function graph(root)
+  local p = assert(io.popen(("lua5.4 '%s/scripts/require_graph.lua' '%s' 2>&1"):format(helper.ROOT, root)))
+  local out = "\n" .. p:read("a")   -- every line after a newline, the first too
+  local _, _, code = p:close()
+  return code, out
+end
+
+describe("the module graph", function()
+  teardown(helper.cleanup)
+
+  it("has no circle, and no command module names aap.cli or another command module", function()
+    local code, out = graph(helper.ROOT)
+    assert.equal(0, code, out)
+    assert.matches("\nok: %d+ modules, no circle", out)
+    -- What the command modules share is reached through aap.commands.common.
+    assert.matches("\naap%.commands%.token %-> aap%.commands%.common", out)
+    assert.matches("\naap%.cli %-> [^\n]*aap%.commands%.token", out)   -- the list cli loads them from
+  end)
+
+  it("finds a circle made through a require inside a function, and a command module naming aap.cli", function()
+    local root = helper.tmpdir()
+    assert(os.execute(("mkdir -p '%s/lua/aap/commands'"):format(root)))
+    helper.writefile(root .. "/lua/aap/cli.lua",
+      'local M = {}\n-- require("aap.nothing") in a comment is no edge\n'
+      .. 'local MODULES = { "aap.commands.x" }\nreturn M\n')
+    helper.writefile(root .. "/lua/aap/commands/x.lua",
+      'local M = {}\nfunction M.f() return require("aap.cli").message("--x") end\nreturn M\n')
+    local code, out = graph(root)
+    assert.equal(1, code, out)
+    assert.matches("BROKEN: circle: aap%.cli, aap%.commands%.x", out)
+    assert.matches("BROKEN: aap%.commands%.x names aap%.cli", out)
+    assert.is_nil(out:find("aap.nothing", 1, true))
+  end)
+end)
