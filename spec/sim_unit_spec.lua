@@ -129,31 +129,3 @@ describe("aap.sim.server", function()
     assert.matches("boom", table.concat(logged, "\n"))
   end)
 end)
-
-describe("the emulator's modules", function()
-  local helper = require("helper")
-  local function cycles(dir, prefix)
-    local p = io.popen(("lua5.4 %s %s %s 2>&1"):format(helper.shquote(helper.ROOT .. "/scripts/require-cycles.lua"),
-      helper.shquote(dir), prefix and helper.shquote(prefix) or ""))
-    local out = p:read("a")
-    local ok = p:close()
-    return ok, out
-  end
-
-  it("have no require circle (a module requiring one that requires it)", function()
-    local ok, out = cycles(helper.ROOT .. "/lua", "aap.sim")
-    assert.is_true(ok, out)
-    assert.matches("^no require circle: %d+ modules", out)
-  end)
-
-  it("are checked by a script that finds a circle through a require inside a function", function()
-    local dir = helper.tmpdir()
-    os.execute("mkdir -p " .. helper.shquote(dir .. "/x"))
-    helper.writefile(dir .. "/x/a.lua", 'local b = require("x.b")\n-- require("x.a") in a comment is not one\n')
-    helper.writefile(dir .. "/x/b.lua", "local function f() return require 'x.a' end\n")
-    local ok, out = cycles(dir)
-    helper.cleanup()
-    assert.is_falsy(ok)
-    assert.matches("require circle: x%.a %-> x%.b %-> x%.a", out)
-  end)
-end)
