@@ -3,31 +3,15 @@
 -- in the file (except the new token of a refresh whose answer died with the process, which
 -- nothing proves to be ours: it is named, never deleted).
 local helper = require("helper")
-local envfile = require("aap.env")
 local rotate = require("aap.rotate")
-local cjson = require("cjson.safe")
 
 local DAY = 86400
 
 describe("rotation killed at every step", function()
-  local sim, dir, env_path, server_tokens, works, token_id
-
-  local function admin_env(extra)
-    local e = { AAP_HOSTNAME = sim.url, AAP_PASSWORD = helper.ADMIN_PASSWORD }
-    for k, v in pairs(extra or {}) do e[k] = v end
-    return e
-  end
-
-  local function get(key)
-    return assert(envfile.read(env_path)):get(key)
-  end
-
-
-
-
-  local function state()
-    return cjson.decode(helper.readfile(env_path .. ".aap-state.json"))
-  end
+  local fx = require("rotate_fixture").new()
+  setup(fx.start) teardown(fx.stop) before_each(fx.fresh) after_each(helper.cleanup)
+  local admin_env, get, state = fx.admin_env, fx.get, fx.state
+  local server_tokens, works, token_id = fx.server_tokens, fx.works, fx.token_id
 
   local function check_consistent(key, filter)
     local value = get(key)
@@ -39,30 +23,16 @@ describe("rotation killed at every step", function()
     assert.same({}, st.pending)
   end
 
-  setup(function()
-    sim = helper.start_sim()
-    server_tokens = function(filter) return sim:token_ids(filter) end
-    works = function(value) return sim:token_works(value) end
-    token_id = function(value) return sim:token_id(value) end
-  end)
-  teardown(function() sim:stop() end)
-  before_each(function()
-    sim:reset()
-    dir = helper.tmpdir()
-    env_path = dir .. "/.env"
-  end)
-  after_each(helper.cleanup)
-
   local recreate_steps = { "intent", "created", "recorded", "verified", "written", "committed", "hooked", "revoked" }
   for _, step in ipairs(recreate_steps) do
     it("recreate, killed at " .. step, function()
-      local r = helper.run({ "token", "create", "--env-file", env_path }, { env = admin_env() })
+      local r = fx.aap({ "token", "create", "--env-file", fx.env_path })
       assert.equal(0, r.code, r.stderr)
-      sim:advance(100 * DAY)
-      local pol = dir .. "/p.lua"
+      fx.sim:advance(100 * DAY)
+      local pol = fx.dir .. "/p.lua"
       helper.writefile(pol, 'return { max_age = "90d", on_rotated = function() return true end }')
-      local argv = { "token", "rotate", "--env-file", env_path, "--policy", pol }
-      r = helper.run(argv, { env = admin_env({ AAP_FAULT_EXIT_AT = step }) })
+      local argv = { "token", "rotate", "--env-file", fx.env_path, "--policy", pol }
+      r = fx.aap(argv, admin_env({ AAP_FAULT_EXIT_AT = step }))
       assert.equal(rotate.FAULT_EXIT, r.code, r.stderr)
       assert.truthy(r.stderr:find("AAP_FAULT_EXIT_AT=" .. step, 1, true))
       -- whatever the step, the file holds a working token, and every token on the gateway is
@@ -83,11 +53,11 @@ describe("rotation killed at every step", function()
         assert.is_true(known[math.tointeger(t.id)] or (marker ~= nil and t.description:find(marker, 1, true) ~= nil),
           "token " .. t.id .. " is not recorded")
       end
-      r = helper.run(argv, { env = admin_env() })
+      r = fx.aap(argv)
       assert.equal(0, r.code, r.stderr)
       check_consistent("AAP_PAT")
       -- and a third run has nothing left to do
-      r = helper.run(argv, { env = admin_env() })
+      r = fx.aap(argv)
       assert.equal(0, r.code, r.stderr)
       assert.truthy(r.stdout:find("keep AAP_PAT", 1, true), r.stdout)
     end)
@@ -97,30 +67,30 @@ describe("rotation killed at every step", function()
   -- keeps a copy elsewhere, and each run starts from that copy alone.
   for _, step in ipairs(recreate_steps) do
     it("recreate with the state kept only through on_state_saved, killed at " .. step, function()
-      local state_path, copy = env_path .. ".aap-state.json", dir .. "/kept-state.json"
+      local state_path, copy = fx.env_path .. ".aap-state.json", fx.dir .. "/kept-state.json"
       local function new_pod()
         os.remove(state_path)
         local text = helper.readfile(copy)
         if text then helper.writefile(state_path, text, 384) end
       end
-      local r = helper.run({ "token", "create", "--env-file", env_path }, { env = admin_env() })
+      local r = fx.aap({ "token", "create", "--env-file", fx.env_path })
       assert.equal(0, r.code, r.stderr)
-      sim:advance(100 * DAY)
-      local pol = dir .. "/p.lua"
+      fx.sim:advance(100 * DAY)
+      local pol = fx.dir .. "/p.lua"
       helper.writefile(pol, ([[return { max_age = "90d", on_rotated = function() return true end,
         on_state_saved = function(ctx) ctx:run{ "cp", "/dev/stdin", %q, stdin = ctx.state } end }]]):format(copy))
-      local argv = { "token", "rotate", "--env-file", env_path, "--policy", pol }
+      local argv = { "token", "rotate", "--env-file", fx.env_path, "--policy", pol }
       new_pod()
-      r = helper.run(argv, { env = admin_env({ AAP_FAULT_EXIT_AT = step }) })
+      r = fx.aap(argv, admin_env({ AAP_FAULT_EXIT_AT = step }))
       assert.equal(rotate.FAULT_EXIT, r.code, r.stderr)
       -- every step is reached after a save that the hook completed: the copy is the file
       assert.equal(helper.readfile(state_path), helper.readfile(copy))
       new_pod()
-      r = helper.run(argv, { env = admin_env() })
+      r = fx.aap(argv)
       assert.equal(0, r.code, r.stderr)
       check_consistent("AAP_PAT")
       new_pod()
-      r = helper.run(argv, { env = admin_env() })
+      r = fx.aap(argv)
       assert.equal(0, r.code, r.stderr)
       assert.truthy(r.stdout:find("keep AAP_PAT", 1, true), r.stdout)
       assert.is_nil(helper.readfile(copy):find(get("AAP_PAT"), 1, true), "a token in the state")
@@ -128,13 +98,13 @@ describe("rotation killed at every step", function()
   end
 
   it("stops before the create request when on_state_saved fails, and makes nothing", function()
-    local r = helper.run({ "token", "create", "--env-file", env_path }, { env = admin_env() })
+    local r = fx.aap({ "token", "create", "--env-file", fx.env_path })
     assert.equal(0, r.code, r.stderr)
-    sim:advance(100 * DAY)
+    fx.sim:advance(100 * DAY)
     local before, value = server_tokens(), get("AAP_PAT")
-    local pol = dir .. "/p.lua"
+    local pol = fx.dir .. "/p.lua"
     helper.writefile(pol, 'return { max_age = "90d", on_state_saved = function(ctx) ctx:run{ "false" } end }')
-    r = helper.run({ "token", "rotate", "--env-file", env_path, "--policy", pol }, { env = admin_env() })
+    r = fx.aap({ "token", "rotate", "--env-file", fx.env_path, "--policy", pol })
     assert.equal(1, r.code, r.stderr)
     assert.matches("was written, but on_state_saved failed: .*false exited with status 1", r.stderr)
     assert.same(before, server_tokens())
@@ -143,22 +113,22 @@ describe("rotation killed at every step", function()
   end)
 
   it("drops a rotation whose on_rotated never succeeded once the file holds the old token again", function()
-    local r = helper.run({ "token", "create", "--env-file", env_path }, { env = admin_env() })
+    local r = fx.aap({ "token", "create", "--env-file", fx.env_path })
     assert.equal(0, r.code, r.stderr)
     local old = get("AAP_PAT")
-    local saved = helper.readfile(env_path)
-    sim:advance(100 * DAY)
-    local pol = dir .. "/p.lua"
+    local saved = helper.readfile(fx.env_path)
+    fx.sim:advance(100 * DAY)
+    local pol = fx.dir .. "/p.lua"
     helper.writefile(pol, 'return { max_age = "90d", on_rotated = function() error("consumer unreachable") end }')
-    local argv = { "token", "rotate", "--env-file", env_path, "--policy", pol }
-    r = helper.run(argv, { env = admin_env() })
+    local argv = { "token", "rotate", "--env-file", fx.env_path, "--policy", pol }
+    r = fx.aap(argv)
     assert.equal(1, r.code, r.stderr)
     local new = get("AAP_PAT")
     assert.are_not.equal(old, new)
     -- the operator puts the old file back (the consumer never got the new token)
-    helper.writefile(env_path, saved, 384)
+    helper.writefile(fx.env_path, saved, 384)
     helper.writefile(pol, 'return { max_age = "200d" }')
-    r = helper.run(argv, { env = admin_env() })
+    r = fx.aap(argv)
     assert.equal(0, r.code, r.stderr)
     assert.matches("the rotation is dropped, the old token id=" .. token_id(old) .. " is not revoked, and token id="
       .. token_id(new) .. " is left live", r.stderr)
@@ -170,21 +140,20 @@ describe("rotation killed at every step", function()
 
   for _, step in ipairs({ "intent", "refreshed", "written", "committed" }) do
     it("refresh, killed at " .. step, function()
-      local app = sim.seed.application
-      local r = helper.run({ "token", "create", "--env-file", env_path, "--application", app.name },
-        { env = admin_env() })
+      local app = fx.sim.seed.application
+      local r = fx.aap({ "token", "create", "--env-file", fx.env_path, "--application", app.name })
       assert.equal(0, r.code, r.stderr)
-      sim:advance(26 * DAY)
-      local pol = dir .. "/p.lua"
+      fx.sim:advance(26 * DAY)
+      local pol = fx.dir .. "/p.lua"
       helper.writefile(pol, 'return { max_age = "25d", strategy = "refresh" }')
       local env = admin_env({ AAP_CLIENT_ID = app.client_id, AAP_CLIENT_SECRET = app.client_secret })
-      local argv = { "token", "rotate", "--env-file", env_path, "--policy", pol }
+      local argv = { "token", "rotate", "--env-file", fx.env_path, "--policy", pol }
       env.AAP_FAULT_EXIT_AT = step
-      r = helper.run(argv, { env = env })
+      r = fx.aap(argv, env)
       assert.equal(rotate.FAULT_EXIT, r.code, r.stderr)
       env.AAP_FAULT_EXIT_AT = nil
       local before = step == "refreshed" and server_tokens() or nil
-      r = helper.run(argv, { env = env })
+      r = fx.aap(argv, env)
       assert.equal(0, r.code, r.stderr)
       if step == "refreshed" then
         -- The refresh went through but its answer was lost with the process: nothing proves

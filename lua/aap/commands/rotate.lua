@@ -54,6 +54,7 @@ end
 
 local function rotate_cmd(args, ctx)
   local rotate, envfile, state = require("aap.rotate"), require("aap.env"), require("aap.state")
+  local config = require("aap.config")
   local path = args.env_file or os.getenv("AAP_ENV_FILE")
   if not path or path == "" then path = ".env" end
   if args.key and not envfile.valid_key(args.key) then ctx:usage("%q is not a valid env key", args.key) end
@@ -62,9 +63,10 @@ local function rotate_cmd(args, ctx)
     ctx:usage("--format prints the token and --output json the report: choose one")
   end
   -- Without credentials, rotate authenticates with the token it rotates.
-  local conn = require("aap.config").has_credentials(args) and ctx:conn() or ctx:conn({ anonymous = true })
+  local conn = config.has_credentials(args) and ctx:conn() or ctx:conn({ anonymous = true })
   local res, e = rotate.run({
-    conn = conn, env_file = path, key = args.key, refresh_key = args.refresh_key, policy = args.policy,
+    conn = conn, client = config.client, env_file = path, key = args.key, refresh_key = args.refresh_key,
+    policy = args.policy,
     dry_run = args.dry_run, warn = function(m) ctx:warn(m) end,
     log = function(policy, m) ctx:policy_log(policy, m) end,
   })
