@@ -408,7 +408,8 @@ describe("fault matrix", function()
     end
   end)
 
-  -- Writes the observed matrix into docs/reliability.md (between the markers).
+  -- Writes the observed matrix to build/fault-matrix.md, and into docs/reliability.md (between
+  -- the markers) only under `make reliability`.
   local function write_matrix()
     -- Only a complete run describes the matrix (not a --filter run).
     if #rows.cli ~= #COMMANDS * #FAULTS or #rows.api ~= #COMMANDS * #FAULTS then return end
@@ -439,21 +440,30 @@ describe("fault matrix", function()
     table_of("CLI (`bin/aap`)", rows.cli)
     table_of("Lua API (`require(\"aap\")`, `aap.rotate`)", rows.api)
     out[#out + 1] = "<!-- fault-matrix:end -->"
+    local block = table.concat(out, "\n")
+    -- Every complete run leaves the observed matrix in build/; only `make reliability`
+    -- (AAP_UPDATE_DOCS=1) rewrites the committed page: a test run changes no tracked file.
+    os.execute("mkdir -p " .. helper.shquote(helper.ROOT .. "/build"))
+    helper.writefile(helper.ROOT .. "/build/fault-matrix.md", block .. "\n")
     local doc_path = helper.ROOT .. "/docs/reliability.md"
     local text = helper.readfile(doc_path) or ""
     local b = text:find("<!-- fault-matrix:begin", 1, true)
     local _, e = text:find("<!-- fault-matrix:end -->", 1, true)
     local new
     if b and e then
-      new = text:sub(1, b - 1) .. table.concat(out, "\n") .. text:sub(e + 1)
+      new = text:sub(1, b - 1) .. block .. text:sub(e + 1)
     else
-      new = text .. "\n" .. table.concat(out, "\n") .. "\n"
+      new = text .. "\n" .. block .. "\n"
     end
-    if new ~= text and not os.getenv("AAP_NO_MATRIX_WRITE") then
+    if new == text then return end
+    if os.getenv("AAP_UPDATE_DOCS") == "1" then
       local f = assert(io.open(doc_path .. ".tmp", "wb"))
       f:write(new)
       f:close()
       assert(os.rename(doc_path .. ".tmp", doc_path))
+    else
+      io.stderr:write("fault matrix: this run differs from docs/reliability.md (build/fault-matrix.md); "
+        .. "`make reliability` rewrites the page\n")
     end
   end
 
