@@ -58,18 +58,14 @@ local function fault(step)
   end
 end
 
-local RotateError = { __tostring = function(e) return tostring(e.message) end }
+-- Errors: aap.errors (printed as the message alone); message(e) is one line for any error.
+local errors = require("aap.errors")
 
 local function err(code, fmt, ...)
-  return setmetatable({ code = code, message = select("#", ...) > 0 and fmt:format(...) or fmt }, RotateError)
+  return errors.new(code, select("#", ...) > 0 and fmt:format(...) or fmt, { plain = true })
 end
 
-local function message(e)
-  if type(e) ~= "table" then return tostring(e) end
-  local mt = getmetatable(e)
-  if mt and mt.__tostring then return tostring(e) end
-  return tostring(e.message or e.code or "error")
-end
+local message = errors.message
 M.message = message
 
 --- The fingerprint of a secret value: 16 hex digits of its SHA-256 (see the module's notes).
