@@ -89,7 +89,7 @@ int aap_json_isnull(lua_State *L, int idx);
 
 /* ---- errors.c: aap.Error ----------------------------------------------- */
 
-void aap_open_errors(lua_State *L);   /* aap.codes, aap.new_error, the metatable */
+void aap_open_errors(lua_State *L);   /* aap.codes, aap.error, the metatable */
 /* Pushes nil and a new aap.Error; returns 2. method/path may be NULL. */
 int aap_fail(lua_State *L, const char *code, long status, const char *message,
              const char *method, const char *path);

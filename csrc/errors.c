@@ -372,22 +372,8 @@ int aap_push_response_error(lua_State *L, aap_session *S, const aap_xfer *x,
     return 2;
 }
 
-/* aap.new_error(code, message [, status [, method, path]]) -> aap.Error: the same error
- * aap_fail makes (message one line, at most MESSAGE_MAX bytes), for the Lua parts of the
- * library (aap.apps) whose errors are the core's. code is one of aap.codes. */
-static int l_new_error(lua_State *L)
-{
-    const char *code = CODES[luaL_checkoption(L, 1, NULL, CODES)];
-    const char *message = luaL_checkstring(L, 2);
-    lua_Integer status = luaL_optinteger(L, 3, 0);
-    const char *method = luaL_optstring(L, 4, NULL);
-    const char *path = luaL_optstring(L, 5, NULL);
-    luaL_argcheck(L, status >= 0 && status <= 999, 3, "an HTTP status expected");
-    aap_fail(L, code, (long)status, message, method, path);
-    return 1;
-}
-
-/* tostring(err): "code: message (HTTP 401, GET /path/)" */
+/* tostring(err): "code: message (HTTP 401, GET /path/)"; the message alone when
+ * err.plain is true (aap.errors: a whole sentence written for the operator). */
 static int error_tostring(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -397,6 +383,12 @@ static int error_tostring(lua_State *L)
     lua_getfield(L, 1, "status");
     lua_getfield(L, 1, "method");
     lua_getfield(L, 1, "path");
+    if (lua_getfield(L, 1, "plain") == LUA_TBOOLEAN && lua_toboolean(L, -1)) {
+        lua_pushstring(L, lua_isstring(L, 3) ? lua_tostring(L, 3) : lua_isstring(L, 2) ? lua_tostring(L, 2)
+                                                                                          : "error");
+        return 1;
+    }
+    lua_pop(L, 1);
     luaL_buffinit(L, &b);
     luaL_addstring(&b, lua_isstring(L, 2) ? lua_tostring(L, 2) : "error");
     if (lua_isstring(L, 3)) {
@@ -423,18 +415,43 @@ static int error_tostring(lua_State *L)
     return 1;
 }
 
+/* aap.error(code, message [, fields]): a new aap.Error made by Lua (aap.errors.new, which
+ * checks the code against its table): the fields copied, then code and message. */
+static int error_new(lua_State *L)
+{
+    luaL_checkstring(L, 1);
+    luaL_checkstring(L, 2);
+    if (!lua_isnoneornil(L, 3))
+        luaL_checktype(L, 3, LUA_TTABLE);
+    lua_createtable(L, 0, 4);
+    if (lua_istable(L, 3)) {
+        lua_pushnil(L);
+        while (lua_next(L, 3)) {
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_rawset(L, -4);
+        }
+    }
+    lua_pushvalue(L, 1);
+    lua_setfield(L, -2, "code");
+    lua_pushvalue(L, 2);
+    lua_setfield(L, -2, "message");
+    luaL_setmetatable(L, AAP_ERROR_MT);
+    return 1;
+}
+
 void aap_open_errors(lua_State *L)
 {
     luaL_newmetatable(L, AAP_ERROR_MT);
     lua_pushcfunction(L, error_tostring);
     lua_setfield(L, -2, "__tostring");
     lua_pop(L, 1);
+    lua_pushcfunction(L, error_new);
+    lua_setfield(L, -2, "error");
     lua_newtable(L);
     for (int i = 0; CODES[i]; i++) {
         lua_pushstring(L, CODES[i]);
         lua_setfield(L, -2, CODES[i]);
     }
     lua_setfield(L, -2, "codes");
-    lua_pushcfunction(L, l_new_error);
-    lua_setfield(L, -2, "new_error");
 }

@@ -63,12 +63,19 @@ static const char *check_path(lua_State *L, int arg)
     return p;
 }
 
-/* nil, "<what> <path>: <strerror(err)>" */
-static int fail(lua_State *L, const char *what, const char *path, int err)
+/* nil, "<what> <path>: <strerror(err)>", code (as luv: a message, then a short stable code) */
+static int fail_code(lua_State *L, const char *code, const char *what, const char *path, int err)
 {
     lua_pushnil(L);
     lua_pushfstring(L, "%s %s: %s", what, path, strerror(err));
-    return 2;
+    lua_pushstring(L, code);
+    return 3;
+}
+
+/* nil, "<what> <path>: <strerror(err)>", "io" */
+static int fail(lua_State *L, const char *what, const char *path, int err)
+{
+    return fail_code(L, "io", what, path, err);
 }
 
 /* nil, "<path>: <why>", errno: for callers that tell "missing" from the rest. */
@@ -262,12 +269,14 @@ static int os_write_atomic(lua_State *L)
         if (S_ISLNK(st.st_mode)) {
             lua_pushnil(L);
             lua_pushfstring(L, "cannot replace %s: it is a symbolic link", path);
-            return 2;
+            lua_pushliteral(L, "io");
+            return 3;
         }
         if (!S_ISREG(st.st_mode)) {
             lua_pushnil(L);
             lua_pushfstring(L, "cannot replace %s: not a regular file", path);
-            return 2;
+            lua_pushliteral(L, "io");
+            return 3;
         }
         existing = 1;
         /* Never grant more than the file already allowed. */
@@ -506,7 +515,8 @@ static int os_lock(lua_State *L)
         lua_pushnil(L);
         lua_pushfstring(L, "cannot open lock file %s: %s", path,
                         S_ISLNK(st.st_mode) ? "it is a symbolic link" : "not a regular file");
-        return 2;
+        lua_pushliteral(L, "io");
+        return 3;
     }
     int fd;
     do {
@@ -520,7 +530,8 @@ static int os_lock(lua_State *L)
         close(fd);
         lua_pushnil(L);
         lua_pushfstring(L, "cannot open lock file %s: not a regular file", path);
-        return 2;
+        lua_pushliteral(L, "io");
+        return 3;
     }
     /* Optional wait: poll (never a blocking flock, which no timeout can
      * bound) every 20 ms until the deadline. */
@@ -547,7 +558,8 @@ static int os_lock(lua_State *L)
         if (err == EWOULDBLOCK) {
             lua_pushnil(L);
             lua_pushfstring(L, "%s is locked by another process", path);
-            return 2;
+            lua_pushliteral(L, "busy");
+            return 3;
         }
         return fail(L, "cannot lock", path, err);
     }
@@ -577,7 +589,8 @@ static int os_catch_signals(lua_State *L)
         if (sigaction(sigs[i], &sa, NULL) != 0) {
             lua_pushnil(L);
             lua_pushfstring(L, "sigaction: %s", strerror(errno));
-            return 2;
+            lua_pushliteral(L, "io");
+            return 3;
         }
     }
     lua_pushboolean(L, 1);
@@ -628,7 +641,8 @@ static int os_no_core_dumps(lua_State *L)
     if (setrlimit(RLIMIT_CORE, &rl) != 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
         lua_pushnil(L);
         lua_pushstring(L, strerror(errno));
-        return 2;
+        lua_pushliteral(L, "io");
+        return 3;
     }
     lua_pushboolean(L, 1);
     return 1;
@@ -707,7 +721,7 @@ static int os_spawn(lua_State *L)
 
     int fds[2];
     if (pipe(fds) != 0)
-        return fail(L, "cannot run", argv[0], errno);
+        return fail_code(L, "spawn", "cannot run", argv[0], errno);
     fcntl(fds[1], F_SETFD, FD_CLOEXEC);
     fcntl(fds[1], F_SETFL, O_NONBLOCK);
 

@@ -113,10 +113,10 @@ while aap.os.now() < deadline do
   local ok, err = env.update(path, values, { remove = remove })
   if not ok then
     -- A document with an unterminated quote at the end may refuse an append: that must be
-    -- an aap.env.Error, and the file must be as it was.
+    -- an aap.Error, and the file must be as it was.
     local now = io.open(path, "rb"):read("a")
     if now ~= text then fail("a refused update changed the file", text, tostring(err)) end
-    if type(err) ~= "table" or not err.code then fail("update failed without an aap.env.Error", text, tostring(err)) end
+    if type(err) ~= "table" or not err.code then fail("update failed without an aap.Error", text, tostring(err)) end
   else
     edits = edits + 1
     local after = assert(env.read(path))

@@ -461,6 +461,34 @@ describe("transport against a scripted stub", function()
     stub:stop()
   end)
 
+  it("keeps an error message to one line of at most 300 bytes, cut on a UTF-8 boundary", function()
+    local texts = { ("é"):rep(400), "x" .. ("é"):rep(400), ("€"):rep(200), ("y"):rep(1000), ("y"):rep(299),
+                    "two\nlines\r\n and\ttabs" }
+    local stub = start_stub(([[
+      local cjson = require("cjson")
+      local r = {}
+      for i, t in ipairs(%s) do
+        r["/api/gateway/v1/m" .. i .. "/"] = { status = 400, headers = { { "Content-Type", "application/json" } },
+                                              body = cjson.encode({ detail = t }) }
+      end
+      return r]]):format(require("cjson").encode(texts):gsub("^%[", "{"):gsub("%]$", "}")))
+    local s = connect(stub.url, { retries = 0 })
+    local function message(i) return select(2, s:tokens({ path = "m" .. i .. "/" })).message end
+    for i = 1, 3 do
+      local m = message(i)
+      assert.matches("%.%.%.$", m)
+      local kept = m:sub(1, -4)
+      assert.is_true(#kept <= 300 and #kept >= 296, #kept)
+      assert.is_not_nil(utf8.len(kept), "no half character")
+      assert.equals(kept, texts[i]:sub(1, #kept))
+    end
+    assert.equals(("y"):rep(300) .. "...", message(4))
+    assert.equals(("y"):rep(299), message(5))
+    assert.equals("two lines and tabs", message(6))
+    s:close()
+    stub:stop()
+  end)
+
   it("caps a chunked body (no announced size) inside the write callback", function()
     local stub = start_stub([[return { ["/api/gateway/v1/me/"] = { status = 200, chunked = true, chunks = 64,
       body = string.rep("x", 65536) } }]])

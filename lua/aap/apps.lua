@@ -3,7 +3,7 @@
 -- cannot. It is a workflow on top of the C core's `s:applications` (every page, filtered by
 -- the gateway) and `s:application(id)`; its errors are the core's `aap.Error`s.
 -- @module aap.apps
-local aap = require("aap")
+local errors = require("aap.errors")
 
 local M = {}
 
@@ -71,10 +71,10 @@ function M.find(s, name_or_id, opts)
   if #matches == 0 then
     local msg = org == nil and ("no application named '%s'"):format(name)
       or ("no application named '%s' in organization %s"):format(name, tostring(org))
-    return nil, aap.new_error("not_found", msg, nil, "GET", path)
+    return nil, errors.new("not_found", msg, { method = "GET", path = path })
   end
-  err = aap.new_error("ambiguous", ("%d applications are named '%s': choose one by organization or id")
-    :format(#matches, name), nil, "GET", path)
+  err = errors.new("ambiguous", ("%d applications are named '%s': choose one by organization or id")
+    :format(#matches, name), { method = "GET", path = path })
   err.candidates = {}
   for i, a in ipairs(matches) do
     err.candidates[i] = { id = a.id, name = a.name, organization = a.organization,

@@ -15,21 +15,23 @@ local M = {}
 -- spec/startup_spec.lua holds them together.
 M.VERSION = "0.1.0"
 
---- Exit codes, stable for scripts.
+--- Exit codes, stable for scripts (an error's comes from its code: `aap.errors.CODES`).
 M.EXIT = { ok = 0, usage = 1, api = 2, auth = 3, network = 4 }
 
-local CODE_EXIT = {
-  usage = 1, io = 1, ["local"] = 1, policy = 1, interrupted = 1, insecure = 1, busy = 1, format = 1, unsafe = 1,
-  auth = 3, forbidden = 3, expired = 3,
-  timeout = 4, connect = 4, tls = 4,
-}
-
---- The exit code for an error's code: 1 local, 2 server or API, 3 authentication or
--- permission, 4 network or TLS.
+--- The exit code for an error's code (`aap.errors.exit_code`): 1 local, 2 server or API,
+-- 3 authentication or permission, 4 network or TLS. aap.errors is loaded only when a
+-- command fails: `aap --version` loads aap.cli alone.
 function M.exit_code(err)
-  local code = type(err) == "table" and err.code or nil
-  return CODE_EXIT[code] or M.EXIT.api
+  return require("aap.errors").exit_code(err)
 end
+
+-- An error the CLI makes: an aap.Error printed as its message alone.
+local function cli_error(code, message, fields)
+  fields = fields or {}
+  fields.plain = true
+  return require("aap.errors").new(code, message, fields)
+end
+M.error = cli_error
 
 local EPILOG = [[
 Connection (flags win over the environment):
@@ -90,10 +92,14 @@ function Ctx:info(s) if not self.args.quiet then M.log("info", s) end end
 function Ctx:warn(s) M.log("warning", s) end
 --- A policy hook's ctx:log line (rotate.run's `log`).
 function Ctx:policy_log(policy, s) if not self.args.quiet then M.log("info", s, { policy = policy }) end end
---- Ends the command with an error (an aap.Error or {code =, message =}).
-function Ctx:fail(err) raise(err) end
+--- Ends the command with an error: `ctx:fail(err)` (an aap.Error), or `ctx:fail(code, message)`
+-- for one the command makes (`M.error`: printed as the message alone).
+function Ctx:fail(err, message)
+  if message ~= nil then err = cli_error(err, message) end
+  raise(err)
+end
 --- Ends the command with a usage error.
-function Ctx:usage(fmt, ...) raise({ code = "usage", message = fmt:format(...) }) end
+function Ctx:usage(fmt, ...) raise(cli_error("usage", fmt:format(...))) end
 --- Writes a line of the log to stderr, even with --quiet (M.log).
 function Ctx:log(level, s, extra) M.log(level, s, extra) end
 --- One readable line for an error (M.message): the command modules never require aap.cli.
@@ -104,7 +110,7 @@ function Ctx:exit_code(err) return M.exit_code(err) end
 function Ctx:check(v, err, prefix)
   if v == nil or v == false then
     if prefix and type(err) == "table" then
-      err = { code = err.code, status = err.status, message = prefix .. ": " .. M.message(err) }
+      err = cli_error(err.code, prefix .. ": " .. M.message(err), { status = err.status })
     end
     raise(err)
   end
@@ -115,7 +121,7 @@ end
 -- Asks for the password on the terminal (no echo).
 local function prompt_password(text)
   local pw, msg, code = require("aap").os.read_password(text)
-  if not pw then return nil, { code = code == "interrupted" and "interrupted" or "local", message = msg } end
+  if not pw then return nil, cli_error(code == "interrupted" and "interrupted" or "local", msg) end
   return pw
 end
 
@@ -155,7 +161,7 @@ function Ctx:connect(opts)
   if not ok then
     local what = tostring(s):match("aap%.connect: (option .*)$")
     if not what then error(s, 0) end
-    raise({ code = "usage", message = what })
+    raise(cli_error("usage", what))
   end
   if not s then raise(err) end
   if c.token or c.password then
@@ -174,13 +180,7 @@ local CLI_NAMES = {
 }
 
 function M.message(err)
-  local text
-  if type(err) ~= "table" then
-    text = tostring(err)
-  else
-    local mt = getmetatable(err)
-    text = (mt and mt.__tostring) and tostring(err) or tostring(err.message or err.code or "error")
-  end
+  local text = require("aap.errors").message(err)
   for api, flag in pairs(CLI_NAMES) do
     local i, j = text:find(api, 1, true)
     if i then text = text:sub(1, i - 1) .. flag .. text:sub(j + 1) end
@@ -528,7 +528,7 @@ function M.main(argv)
     if getmetatable(e) == Fail then return e end
     -- Ctrl-C: lua5.4's own SIGINT handler raises "interrupted!" in whatever Lua code runs.
     if type(e) == "string" and e:match("^[^\n]*interrupted!$") then
-      return setmetatable({ err = { code = "interrupted", message = "interrupted" } }, Fail)
+      return setmetatable({ err = cli_error("interrupted", "interrupted") }, Fail)
     end
     return { internal = tostring(e), trace = debug.traceback() }
   end, args, ctx)

@@ -10,13 +10,10 @@ local getenv = os.getenv
 -- whether another kind was set too (keyed by the options table; weak).
 M.info = setmetatable({}, { __mode = "k" })
 
---- A local error (exit code 1): a table with code "usage" and a message.
-local ConfigError = {}
-ConfigError.__index = ConfigError
-ConfigError.__tostring = function(e) return e.message end
-
+--- A local error (exit code 1): `nil` and an `aap.Error` (`aap.errors`) with code "usage"
+-- and the formatted message, printed as the message alone (`plain`).
 local function fail(fmt, ...)
-  return nil, setmetatable({ code = "usage", message = fmt:format(...) }, ConfigError)
+  return nil, require("aap.errors").new("usage", fmt:format(...), { plain = true })
 end
 M.fail = fail
 

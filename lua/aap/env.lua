@@ -47,9 +47,10 @@
 -- value is written bare. NUL, CR and LF are never accepted in a value: no reader round-trips them.
 --
 -- **Errors.** Wrong arguments raise at the caller's level. File failures return `nil, err`
--- where `err` is a table `{code =, message =, path =}` with a `__tostring`; messages name the
--- path, never a value. Codes: `io` (cannot read or write the file), `format` (the file is not
--- text: it holds a NUL byte), `unsafe` (the file is not one aap may trust: see `check_file`).
+-- where `err` is an `aap.Error` (`aap.errors`) with `code`, `message` and `path`, printed
+-- `code: message`; messages name the path, never a value. Codes: `io` (cannot read or write
+-- the file), `format` (the file is not text: it holds a NUL byte), `unsafe` (the file is not
+-- one aap may trust: see `check_file`).
 -- @module aap.env
 local M = {}
 
@@ -89,14 +90,9 @@ M._options = options
 
 -- Errors ---------------------------------------------------------------------------------------
 
-local Error = {}
-Error.__index = Error
-Error.__name = "aap.env.Error"
-Error.__tostring = function(e) return e.code .. ": " .. e.message end
-M.Error = Error
-
+-- aap.errors is loaded when a file fails, not before (spec/startup_spec.lua).
 local function new_error(code, message, path)
-  return setmetatable({ code = code, message = message, path = path }, Error)
+  return require("aap.errors").new(code, message, { path = path })
 end
 
 -- Values ---------------------------------------------------------------------------------------

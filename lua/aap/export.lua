@@ -35,7 +35,7 @@ local env = require("aap.env")
 local M = {}
 local expect = env._expect
 
-local type, error, ipairs, pairs, tostring, setmetatable = type, error, ipairs, pairs, tostring, setmetatable
+local type, error, ipairs, pairs, tostring = type, error, ipairs, pairs, tostring
 local concat, sort = table.concat, table.sort
 local find, format, gsub = string.find, string.format, string.gsub
 local utf8_len, utf8_codes, utf8_char = utf8.len, utf8.codes, utf8.char
@@ -329,7 +329,7 @@ for k in pairs(OPTION_KEYS) do FORMAT_OPTION_KEYS[k] = true end
 for _, f in ipairs(META_FIELDS) do FORMAT_OPTION_KEYS[f] = true end
 
 local function user_error(code, message)
-  return setmetatable({ code = code, message = message }, env.Error)
+  return require("aap.errors").new(code, message)
 end
 
 --- `render` for input that comes from a user or a server: what they can get wrong is returned

@@ -153,11 +153,10 @@ local KNOWN = {}
 for k in pairs(M.SCHEMA) do KNOWN[#KNOWN + 1] = k end
 table.sort(KNOWN)
 
---- A policy error: a table {code = "policy", message =}, printable.
-local PolicyError = { __tostring = function(e) return e.message end }
-
+--- A policy error: an `aap.Error` (`aap.errors`) with code "policy", printed as its message
+-- alone (`plain`).
 local function perr(message)
-  return setmetatable({ code = "policy", message = message }, PolicyError)
+  return require("aap.errors").new("policy", message, { plain = true })
 end
 M.error = perr
 

@@ -6,6 +6,12 @@ local aap = require("aap")
 local cjson = require("cjson.safe").new()
 
 local M = {}
+
+-- Its errors are aap.Errors printed as the message alone (what the CLI shows); aap.errors is
+-- loaded when one is made (spec/startup_spec.lua).
+local function fail(code, message)
+  return nil, require("aap.errors").new(code, message, { plain = true })
+end
 M.VERSION = 1
 
 --- The state file's path for an env file.
@@ -117,16 +123,16 @@ end
 -- the current user's own regular file, not writable by others (`aap.env.check_file`), and
 -- every value in it what aap writes (ids positive integers, fingerprints and markers in
 -- their exact format, pending entries complete); anything else is refused, never acted on.
--- @treturn table state, or nil and an error table {code = "io"|"unsafe"|"usage", message}
+-- @treturn table state, or nil and an error (code "io", "unsafe" or "usage")
 function M.load(env_file)
   local path = M.path(env_file)
   local text, err = require("aap.env").read_trusted(path, "state file")
   if text == false then return empty() end
-  if not text then return nil, { code = err.code, message = err.message } end
+  if not text then return fail(err.code, err.message) end
   local st = cjson.decode(text)
   if type(st) ~= "table" or st.version ~= M.VERSION then
-    return nil, { code = "usage", message = path .. " is not an aap state file (version " .. M.VERSION ..
-      "); move it aside to start afresh" }
+    return fail("usage", path .. " is not an aap state file (version " .. M.VERSION ..
+      "); move it aside to start afresh")
   end
   -- cjson decodes an empty list as an empty object.
   if st.pending == nil or (type(st.pending) == "table" and next(st.pending) == nil) then st.pending = {} end
@@ -134,25 +140,25 @@ function M.load(env_file)
   st.rotations = st.rotations or {}
   local why = invalid(st)
   if why then
-    return nil, { code = "usage", message = ("%s is not a valid aap state file (%s); nothing was done: move it "
-      .. "aside to start afresh"):format(path, why) }
+    return fail("usage", ("%s is not a valid aap state file (%s); nothing was done: move it "
+      .. "aside to start afresh"):format(path, why))
   end
   return st
 end
 
 --- Checks, before anything is done, that the state file and the lock file of an env file
 -- can be trusted (the state file is also loaded and validated).
--- @treturn true, or nil and an error table {code, message}
+-- @treturn true, or nil and an error
 function M.check(env_file)
   local st, err = M.load(env_file)
   if not st then return nil, err end
   local ok, lerr = require("aap.env").check_file(M.lock_path(env_file), "lock file")
-  if ok == nil then return nil, { code = lerr.code, message = lerr.message } end
+  if ok == nil then return fail(lerr.code, lerr.message) end
   return true
 end
 
 --- Saves the state atomically (mode 0600).
--- @treturn true and the text written, or nil and an error table {code = "io", message}
+-- @treturn true and the text written, or nil and an error (code "io")
 function M.save(env_file, st)
   local text = cjson.encode(st)
   if #st.pending == 0 then
@@ -160,7 +166,7 @@ function M.save(env_file, st)
     text = text:gsub('"pending":{}', '"pending":[]')
   end
   local ok, err = aap.os.write_atomic(M.path(env_file), text .. "\n", require("aap.env").MODE_PRIVATE)
-  if not ok then return nil, { code = "io", message = tostring(err) } end
+  if not ok then return fail("io", tostring(err)) end
   return true, text .. "\n"
 end
 
@@ -189,7 +195,7 @@ end
 -- Re-entrant within a process: a second lock of the same file counts, and the file is
 -- unlocked by the last :unlock().
 -- @treturn table the lock (release with :unlock(); the process's exit releases it too), or nil and
---   an error {code = "busy", message}
+--   an error (code "busy" when another process holds it: aap.os.lock's code)
 function M.lock(env_file, wait)
   local path = M.lock_path(env_file)
   local h = held[path]
@@ -198,14 +204,11 @@ function M.lock(env_file, wait)
     return h
   end
   local ok, terr = require("aap.env").check_file(path, "lock file")
-  if ok == nil then return nil, { code = terr.code, message = terr.message } end
-  local lk, err = aap.os.lock(path, wait)
+  if ok == nil then return fail(terr.code, terr.message) end
+  local lk, err, code = aap.os.lock(path, wait)
   if not lk then
-    if not tostring(err):find("locked by another process", 1, true) then
-      return nil, { code = "io", message = tostring(err) }
-    end
-    return nil, { code = "busy", message = ("another aap run holds the lock %s; try again when it is done")
-      :format(path) }
+    if code ~= "busy" then return fail("io", tostring(err)) end
+    return fail("busy", ("another aap run holds the lock %s; try again when it is done"):format(path))
   end
   h = setmetatable({ n = 1, lk = lk, path = path }, Held)
   held[path] = h

@@ -1,8 +1,8 @@
 --- The lesson's workflows, as Lua an operator can change without recompiling:
 -- create a PAT or an application token and prove it works, refresh an application token,
 -- find a token's id from its value, revoke, and save the result to an env file.
--- Every function returns its result, or nil and an error (an aap.Error from the C core,
--- or a table {code =, message =} for local failures); none raises on a runtime failure.
+-- Every function returns its result, or nil and an error (an aap.Error: from the C core, or
+-- made here by `aap.errors` for local failures); none raises on a runtime failure.
 -- @module aap.workflow
 local aap = require("aap")
 local envfile = require("aap.env")
@@ -13,9 +13,9 @@ local M = {}
 --- Default env keys, the lesson's names.
 M.KEYS = { pat = "AAP_PAT", token = "AAP_TOKEN", refresh = "REFRESH_TOKEN" }
 
+--- An error made here: an `aap.Error` (`aap.errors.new`), printed `code: message`.
 local function local_error(code, message)
-  return setmetatable({ code = code, message = message },
-    { __tostring = function(e) return e.code .. ": " .. e.message end })
+  return require("aap.errors").new(code, message)
 end
 M.error = local_error
 

@@ -10,7 +10,9 @@ local iso = common.iso
 
 -- Errors of the engine, made fit for the CLI's exit codes.
 local function cli_error(e)
-  if type(e) == "table" and e.code == "busy" then return { code = "local", message = e.message } end
+  if type(e) == "table" and e.code == "busy" then
+    return require("aap.errors").new("local", e.message, { plain = true })
+  end
   return e
 end
 
@@ -103,10 +105,10 @@ local function rotate_cmd(args, ctx)
                                                      expires = rec.expires })
   end
   if json then ctx:out(require("aap.report").encode(rotate_report(path, res))) end
-  if res.hook_failed then ctx:fail({ code = "policy", message = res.hook_failed }) end
+  if res.hook_failed then ctx:fail("policy", res.hook_failed) end
   if res.held then
-    ctx:fail({ code = "policy", message = res.held .. "; the old token stays valid until a later run's on_rotated " ..
-      "succeeds" })
+    ctx:fail("policy", res.held .. "; the old token stays valid until a later run's on_rotated " ..
+      "succeeds")
   end
   if args.detailed_exit_code and res.decision == "rotate" then return M.EXIT_ROTATED end
   return 0

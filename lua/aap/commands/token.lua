@@ -128,9 +128,9 @@ local function create_one(args, ctx, job, sess)
       -- Nobody has the new token: delete it rather than leave it behind on the server.
       local dok = s:delete_token(tok.id)
       if dok then workflow.end_create(path, key) end
-      ctx:fail({ code = werr.code or "io", message = ctx:message(werr) ..
+      ctx:fail(werr.code or "io", ctx:message(werr) ..
         (dok and " (the new token was deleted again)" or (" (the new token id=" .. tok.id ..
-        " could not be deleted; revoke it with `aap token revoke " .. tok.id .. "`)")) })
+        " could not be deleted; revoke it with `aap token revoke " .. tok.id .. "`)")))
     end
   end
   if held and held.id ~= tok.id then
@@ -170,10 +170,10 @@ function M.client_id_for(ctx, path, doc, a)
   end
   if have == nil or have == "" then return a.client_id end
   if have == a.client_id then return nil end
-  ctx:fail({ code = "usage", message = ("%s holds the %s of another application, not of %q (id=%s): `aap token "
+  ctx:fail("usage", ("%s holds the %s of another application, not of %q (id=%s): `aap token "
     .. "refresh` uses the one OAuth client of its env file; remove %s (and AAP_CLIENT_SECRET, if it goes with "
     .. "it) from %s, or use another --env-file; nothing was created"):format(path, M.CLIENT_ID, tostring(a.name),
-    tostring(a.id), M.CLIENT_ID, path) })
+    tostring(a.id), M.CLIENT_ID, path))
 end
 
 -- The keys a create writes: lines of them that not every reader could read are refused first.
@@ -307,23 +307,23 @@ local function refresh(args, ctx)
   local tok, err = workflow.refresh(conn, { refresh_token = rt, client_id = client.client_id,
                                            client_secret = client.client_secret, scope = args.scope })
   if not tok and err and err.code == "expired" then
-    ctx:fail({ code = "expired", message = "the refresh token in " .. path ..
-      " has expired; create a new token with `aap token create --application NAME`" })
+    ctx:fail("expired", "the refresh token in " .. path ..
+      " has expired; create a new token with `aap token create --application NAME`")
   end
   if not tok and err and workflow.refresh_spent(conn, err, doc:get(key)) then
     -- The real gateway answers 500 when the access token was deleted (API doc §17): final.
-    ctx:fail({ code = "expired", message = ("the gateway refused the refresh (%s) and %s in %s no longer works, "
+    ctx:fail("expired", ("the gateway refused the refresh (%s) and %s in %s no longer works, "
       .. "so its refresh token is spent; create a new token with `aap token create --application NAME "
-      .. "--env-file %s`"):format(ctx:message(err), key, path, path) })
+      .. "--env-file %s`"):format(ctx:message(err), key, path, path))
   end
   if not tok and err and err.oauth_error == "invalid_client" then
     -- Nothing was spent: the gateway refused the client before looking at the refresh token.
-    ctx:fail({ code = "auth", message = ("the gateway refused the OAuth client (invalid_client, HTTP %s): %s; "
+    ctx:fail("auth", ("the gateway refused the OAuth client (invalid_client, HTTP %s): %s; "
       .. "the client secret is shown once, when the application is created (`aap app create --env-file` "
       .. "saves it), else regenerate it in the AAP UI (Access Management > OAuth Applications > the "
       .. "application); nothing was refreshed"):format(tostring(err.status or "?"), client.client_secret
       and "check AAP_CLIENT_ID and AAP_CLIENT_SECRET (environment, else " .. path .. ") are that application's"
-      or "no client secret was given: set AAP_CLIENT_SECRET in the environment or in " .. path) })
+      or "no client secret was given: set AAP_CLIENT_SECRET in the environment or in " .. path))
   end
   ctx:check(tok, err)
   local values = values_for(tok, key, rkey)
@@ -337,8 +337,8 @@ local function refresh(args, ctx)
                                      fp = state.fingerprint(tok.token) })
   local ok, werr = workflow.save(path, values, { [key] = record })
   if not ok then
-    ctx:fail({ code = "io", message = "refreshed, but could not write " .. path .. ": " .. ctx:message(werr) ..
-      "; the old token no longer works" })
+    ctx:fail("io", "refreshed, but could not write " .. path .. ": " .. ctx:message(werr) ..
+      "; the old token no longer works")
   end
   local fmt = args.format or (args.show_token and "env") or nil
   if fmt then common.print_format(ctx, fmt, values, tok) end
@@ -424,7 +424,7 @@ local function list(args, ctx)
     if not args.all_users then
       filters.user = tostring(me.id)
     elseif not me.is_superuser then
-      ctx:fail({ code = "forbidden", message = ("--all-users is for superusers (%s is not one)"):format(me.username) })
+      ctx:fail("forbidden", ("--all-users is for superusers (%s is not one)"):format(me.username))
     end
   end
   if args.kind == "personal" then filters.application__isnull = "true" end
@@ -496,9 +496,9 @@ local function revoke(args, ctx)
   if not id and ierr and ierr.code == "auth" then
     ctx:info(("%s in %s no longer works; removing it from the file"):format(key, path))
   elseif not id then
-    ctx:fail({ code = ierr and ierr.code or "not_found", message = ("cannot prove which token %s in %s is (%s); "
+    ctx:fail(ierr and ierr.code or "not_found", ("cannot prove which token %s in %s is (%s); "
       .. "nothing was revoked. Find its id with `aap token list` and run `aap token revoke ID`")
-      :format(key, path, ctx:message(ierr)) })
+      :format(key, path, ctx:message(ierr)))
   end
   if id then
     local ok, derr = s:delete_token(id)

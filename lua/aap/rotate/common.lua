@@ -22,25 +22,20 @@ function M.fault(step)
   end
 end
 
-local RotateError = { __tostring = function(e) return tostring(e.message) end }
+-- Errors: aap.errors (printed as the message alone); message(e) is one line for any error.
+local errors = require("aap.errors")
 
---- An error `{code =, message =}`; the message is `fmt` formatted with the rest, if any.
+--- An `aap.Error` of `code` whose message is `fmt` formatted with the rest, if any; it prints
+-- as the message alone.
 -- @tparam string code
 -- @tparam string fmt
--- @treturn table
+-- @treturn aap.Error
 function M.err(code, fmt, ...)
-  return setmetatable({ code = code, message = select("#", ...) > 0 and fmt:format(...) or fmt }, RotateError)
+  return errors.new(code, select("#", ...) > 0 and fmt:format(...) or fmt, { plain = true })
 end
 
---- The text of an error (one of ours, an `aap.Error`, or anything else).
--- @param e
--- @treturn string
-function M.message(e)
-  if type(e) ~= "table" then return tostring(e) end
-  local mt = getmetatable(e)
-  if mt and mt.__tostring then return tostring(e) end
-  return tostring(e.message or e.code or "error")
-end
+--- The text of an error (an `aap.Error`, or anything else): `aap.errors.message`.
+M.message = errors.message
 
 --- Deletes a token by id; a token already gone counts as deleted.
 -- @param s an `aap.Session`
