@@ -234,7 +234,8 @@ describe("start-up", function()
         -- What it uses: the C core, the workflows and the state file (whose fingerprint is a
         -- SHA-256 from the C core: the library needs no luaossl, which is the emulator's).
         local want = set(CREATE_COMMAND)
-        for _, m in ipairs({ "aap", "aap.config", "aap.workflow", "aap.env", "aap.state", "cjson.safe" }) do
+        for _, m in ipairs({ "aap", "aap.config", "aap.workflow", "aap.env", "aap.trust", "aap.state",
+                             "cjson.safe" }) do
           want[m] = true
         end
         assert_modules(modules, want)

@@ -120,13 +120,13 @@ local function invalid(st)
 end
 
 --- Loads the state for an env file; a missing file gives an empty state. The file must be
--- the current user's own regular file, not writable by others (`aap.env.check_file`), and
+-- the current user's own regular file, not writable by others (`aap.trust.check_file`), and
 -- every value in it what aap writes (ids positive integers, fingerprints and markers in
 -- their exact format, pending entries complete); anything else is refused, never acted on.
 -- @treturn table state, or nil and an error (code "io", "unsafe" or "usage")
 function M.load(env_file)
   local path = M.path(env_file)
-  local text, err = require("aap.env").read_trusted(path, "state file")
+  local text, err = require("aap.trust").read_trusted(path, "state file")
   if text == false then return empty() end
   if not text then return fail(err.code, err.message) end
   local st = cjson.decode(text)
@@ -152,7 +152,7 @@ end
 function M.check(env_file)
   local st, err = M.load(env_file)
   if not st then return nil, err end
-  local ok, lerr = require("aap.env").check_file(M.lock_path(env_file), "lock file")
+  local ok, lerr = require("aap.trust").check_file(M.lock_path(env_file), "lock file")
   if ok == nil then return fail(lerr.code, lerr.message) end
   return true
 end
@@ -165,7 +165,7 @@ function M.save(env_file, st)
     -- cjson writes an empty table as {}; keep "pending" a list for other readers.
     text = text:gsub('"pending":{}', '"pending":[]')
   end
-  local ok, err = aap.os.write_atomic(M.path(env_file), text .. "\n", require("aap.env").MODE_PRIVATE)
+  local ok, err = aap.os.write_atomic(M.path(env_file), text .. "\n", require("aap.trust").MODE_PRIVATE)
   if not ok then return fail("io", tostring(err)) end
   return true, text .. "\n"
 end
@@ -203,7 +203,7 @@ function M.lock(env_file, wait)
     h.n = h.n + 1
     return h
   end
-  local ok, terr = require("aap.env").check_file(path, "lock file")
+  local ok, terr = require("aap.trust").check_file(path, "lock file")
   if ok == nil then return fail(terr.code, terr.message) end
   local lk, err, code = aap.os.lock(path, wait)
   if not lk then

@@ -425,7 +425,7 @@ end
 
 --- Reads an env file, failing early, before anything is done on the gateway, when it cannot be
 -- read or parsed, when it, its state file or its lock file cannot be trusted
--- (`aap.env.check_file`, `aap.state.check`), or when a line of one of `keys` (the keys the
+-- (`aap.trust.check_file`, `aap.state.check`), or when a line of one of `keys` (the keys the
 -- command will write) cannot be rewritten so that every reader agrees (`Doc:check_owned`).
 -- @tparam string path
 -- @tparam[opt] {string,...} keys
