@@ -12,7 +12,8 @@ AAP_API int luaopen_aap(lua_State *L);
 static void open_session_metatable(lua_State *L)
 {
     static const luaL_Reg *const parts[] = {
-        aap_session_methods, aap_token_methods, aap_application_methods, aap_oauth_methods, NULL
+        aap_session_methods, aap_token_methods, aap_application_methods, aap_organization_methods,
+        aap_oauth_methods, NULL
     };
     luaL_newmetatable(L, AAP_SESSION_MT);
     luaL_setfuncs(L, aap_session_meta, 0);

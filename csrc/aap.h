@@ -256,6 +256,7 @@ extern const luaL_Reg aap_session_meta[];         /* session.c: __gc, __close, _
 extern const luaL_Reg aap_session_methods[];      /* session.c: close, flavor, ping, me, request, stats */
 extern const luaL_Reg aap_token_methods[];        /* tokens.c */
 extern const luaL_Reg aap_application_methods[];  /* applications.c */
+extern const luaL_Reg aap_organization_methods[]; /* organizations.c */
 extern const luaL_Reg aap_oauth_methods[];        /* oauth.c: refresh, revoke */
 
 /* ---- tokens.c: aap.Token records ---------------------------------------- */

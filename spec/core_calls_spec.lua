@@ -200,6 +200,21 @@ for _, flavor in ipairs({ "gateway", "controller" }) do
       assert.equals("not_found", err.code)
     end)
 
+    it("lists organizations, filtered by the gateway; finds one by name (aap.workflow)", function()
+      local orgs = assert(s:organizations())
+      assert.is_true(#orgs >= 1)
+      local named = assert(s:organizations({ name = seed.organization.name }))
+      assert.equals(1, #named)
+      assert.equals(seed.organization.id, named[1].id)
+      assert.same({}, assert(s:organizations({ name = "no such organization" })))
+      local workflow = require("aap.workflow")
+      assert.equals(seed.organization.id, workflow.organization_id(s, seed.organization.name))
+      local id, err = workflow.organization_id(s, "no such organization")
+      assert.is_nil(id)
+      assert.equals("not_found", err.code)
+      assert.equals('no organization named "no such organization"', err.message)
+    end)
+
     it("refreshes an application token: new pair, old refresh token spent", function()
       local tok = assert(s:create_token({ application = seed.application.id, scope = "read" }))
       local client = { client_id = seed.application.client_id, client_secret = seed.application.client_secret }

@@ -324,16 +324,15 @@ function M.server_now(s)
   return t or aap.os.now()
 end
 
---- The id of an organization, from its name.
+--- The id of an organization, from its name (the gateway filters the list by name).
+-- @treturn integer, or nil and an `aap.Error` (`not_found`, or the list's own)
 function M.organization_id(s, name)
-  local status, body = s:request("GET", "organizations/", { query = { name = name } })
-  if not status then return nil, body end
-  if status ~= 200 or type(body) ~= "table" or type(body.results) ~= "table" then
-    return nil, local_error(status == 403 and "forbidden" or "server",
-      ("cannot list organizations (HTTP %d)"):format(status))
+  local orgs, err = s:organizations({ name = name })
+  if not orgs then return nil, err end
+  for _, o in ipairs(orgs) do
+    if o.name == name then return o.id end
   end
-  if #body.results == 0 then return nil, local_error("not_found", ("no organization named %q"):format(name)) end
-  return body.results[1].id
+  return nil, local_error("not_found", ("no organization named %q"):format(name))
 end
 
 --- The marker aap puts in the description of a token it creates for an env file, so that a
