@@ -273,6 +273,9 @@ void aap_make_oauth_token(lua_State *L, double now);
  * aap_make_token), or nil, err. Returns the number of values pushed. */
 int aap_list_all(lua_State *L, aap_session *S, const char *path, int qidx,
                  void (*conv)(lua_State *L));
+/* The method s:NAME([filters]) of a list: the session at 1, the optional filters table at 2
+ * (its `path` names another list), every page of `resource` (e.g. "applications/"). */
+int aap_list_method(lua_State *L, const char *resource, void (*conv)(lua_State *L));
 /* A converter for aap_list_iter, in a struct so that a light userdata can
  * carry it (ISO C has no function pointer in a void *). */
 typedef struct aap_conv {

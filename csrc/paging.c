@@ -337,3 +337,12 @@ int aap_list_iter(lua_State *L, aap_session *S, int sidx, const char *path, int 
     lua_pushcclosure(L, iter_step, 7);
     return 1;
 }
+
+int aap_list_method(lua_State *L, const char *resource, void (*conv)(lua_State *L))
+{
+    aap_session *S = aap_check_session(L, 1);
+    if (!lua_isnoneornil(L, 2))
+        luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    return aap_list_all(L, S, aap_list_path(L, 2, resource), lua_istable(L, 2) ? 2 : 0, conv);
+}

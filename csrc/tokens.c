@@ -257,14 +257,7 @@ static int s_token(lua_State *L) { return token_by_id(L, "GET", 0); }
 static int s_update_token(lua_State *L) { return token_by_id(L, "PATCH", 1); }
 static int s_delete_token(lua_State *L) { return token_by_id(L, "DELETE", 0); }
 
-static int s_tokens(lua_State *L)
-{
-    aap_session *S = aap_check_session(L, 1);
-    if (!lua_isnoneornil(L, 2))
-        luaL_checktype(L, 2, LUA_TTABLE);
-    lua_settop(L, 2);
-    return aap_list_all(L, S, aap_list_path(L, 2, "tokens/"), lua_istable(L, 2) ? 2 : 0, aap_make_token);
-}
+static int s_tokens(lua_State *L) { return aap_list_method(L, "tokens/", aap_make_token); }
 
 static int s_each_token(lua_State *L)
 {
