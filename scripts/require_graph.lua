@@ -1,6 +1,7 @@
 -- The graph of the modules under lua/ as their code names each other, and the rules it keeps
 -- (issue #14): no circle at all; no command module (aap.commands.*) names aap.cli or another
--- command module but aap.commands.common.
+-- command module but aap.commands.common; a module names only its own layer or those below
+-- (LAYERS), and the emulator only itself.
 --
 -- Every `require` counts, top-level or inside a function (a lazy require is an edge too), and
 -- so does any other string literal that is exactly a module's name (aap.cli's list of the
@@ -126,8 +127,42 @@ for _, name in ipairs(names) do
   end
 end
 
+-- The layers (docs/design.md, "Layers"), top to bottom: a module names only modules of its own
+-- layer or below. The emulator is beside them: it names nothing of aap's but itself.
+local LAYERS = {
+  { "command", { "^aap%.cli$", "^aap%.clidoc$", "^aap%.commands%." } },
+  { "workflow", { "^aap%.rotate$", "^aap%.rotate%.", "^aap%.policy$", "^aap%.workflow$", "^aap%.apps$",
+                  "^aap%.export$", "^aap%.report$", "^aap%.duration$" } },
+  { "base", { "^aap%.env$", "^aap%.state$", "^aap%.trust$", "^aap%.config$", "^aap%.errors$" } },
+}
+local function layer_of(name)
+  for i, l in ipairs(LAYERS) do
+    for _, pat in ipairs(l[2]) do
+      if name:match(pat) then return i end
+    end
+  end
+end
+for _, name in ipairs(names) do
+  local sim = name == "aap.sim" or name:match("^aap%.sim%.") ~= nil
+  local li = layer_of(name)
+  if not sim and not li then broken[#broken + 1] = ("%s is in no layer (add it to LAYERS)"):format(name) end
+  for _, dep in ipairs(edges[name]) do
+    local dsim = dep == "aap.sim" or dep:match("^aap%.sim%.") ~= nil
+    if sim and not dsim then
+      broken[#broken + 1] = ("%s (the emulator) names %s"):format(name, dep)
+    elseif li and not dsim then
+      local dl = layer_of(dep)
+      if dl and dl < li then
+        broken[#broken + 1] = ("%s (%s layer) names %s, of the %s layer above it"):format(name, LAYERS[li][1], dep,
+          LAYERS[dl][1])
+      end
+    end
+  end
+end
+
 if #broken == 0 then
-  print(("ok: %d modules, no circle; the command modules name neither aap.cli nor each other"):format(#names))
+  print(("ok: %d modules, no circle; the command modules name neither aap.cli nor each other; every module "
+    .. "names only its own layer or those below"):format(#names))
   os.exit(0)
 end
 for _, b in ipairs(broken) do print("BROKEN: " .. b) end
