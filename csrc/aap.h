@@ -45,7 +45,7 @@
 
 /* session.c: curl_global_init, the state's shared caches, aap.connect, aap.check_url. */
 void aap_open_session(lua_State *L);
-/* osutil.c: atomic file writes, locks, signals - what Lua's stdlib lacks. */
+/* osutil.c: aap.os, what Lua's stdlib lacks, assembled from its parts (osutil.h). */
 void aap_open_osutil(lua_State *L);
 /* crypto.c: SHA-256 and random bytes from libcrypto (state fingerprints, markers). */
 void aap_open_crypto(lua_State *L);
