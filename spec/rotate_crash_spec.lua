@@ -128,6 +128,12 @@ describe("rotation killed at every step", function()
     -- the operator puts the old file back (the consumer never got the new token)
     helper.writefile(fx.env_path, saved, 384)
     helper.writefile(pol, 'return { max_age = "200d" }')
+    -- a dry run says so, and writes nothing
+    local before = helper.readfile(fx.env_path .. ".aap-state.json")
+    r = fx.aap({ "token", "rotate", "--env-file", fx.env_path, "--policy", pol, "--dry-run" })
+    assert.equal(0, r.code, r.stderr)
+    assert.matches("would drop the rotation from token id=" .. token_id(old), r.stdout .. r.stderr)
+    assert.equal(before, helper.readfile(fx.env_path .. ".aap-state.json"))
     r = fx.aap(argv)
     assert.equal(0, r.code, r.stderr)
     assert.matches("the rotation is dropped, the old token id=" .. token_id(old) .. " is not revoked, and token id="
@@ -136,6 +142,61 @@ describe("rotation killed at every step", function()
     assert.equal(old, get("AAP_PAT"))
     assert.same({}, state().pending)
     assert.is_nil(state().keys.AAP_PAT)
+  end)
+
+  it("never revokes the token the file holds when an interrupted rotation's record was dropped", function()
+    -- A -> B (A in its grace), then B -> C killed after the create, then the file restored to A
+    -- and A's grace over.
+    local r = fx.aap({ "token", "create", "--env-file", fx.env_path })
+    assert.equal(0, r.code, r.stderr)
+    local a = get("AAP_PAT")
+    local saved = helper.readfile(fx.env_path)
+    fx.sim:advance(100 * DAY)
+    local pol = fx.dir .. "/p.lua"
+    helper.writefile(pol, 'return { max_age = "90d", grace = "120d" }')
+    local argv = { "token", "rotate", "--env-file", fx.env_path, "--policy", pol }
+    r = fx.aap(argv)
+    assert.equal(0, r.code, r.stderr)
+    fx.sim:advance(100 * DAY)
+    r = fx.aap(argv, admin_env({ AAP_FAULT_EXIT_AT = "created" }))
+    assert.equal(rotate.FAULT_EXIT, r.code, r.stderr)
+    helper.writefile(fx.env_path, saved, 384)
+    fx.sim:advance(30 * DAY)   -- A's grace is over now
+    r = fx.aap(argv)
+    assert.equal(0, r.code, r.stderr)
+    assert.matches("changed outside aap during an interrupted rotation", r.stderr)
+    -- nothing proves any more which token the file holds: the pending revocation of A waits
+    assert.matches("old token id=" .. token_id(a) .. " stays valid", r.stdout .. r.stderr)
+    assert.is_true(works(a))
+    -- A itself was due: it was replaced, and goes after its own grace, through the new switch
+    local d = get("AAP_PAT")
+    assert.are_not.equal(a, d)
+    assert.is_true(works(d))
+  end)
+
+  it("tells the consumer about a token that replaced one gone from the gateway (on_rotated)", function()
+    local r = fx.aap({ "token", "create", "--env-file", fx.env_path })
+    assert.equal(0, r.code, r.stderr)
+    local gone = get("AAP_PAT")
+    assert.equal(204, (fx.sim:json("DELETE", "/api/gateway/v1/tokens/" .. token_id(gone) .. "/",
+      { basic = { "admin", helper.ADMIN_PASSWORD } })))
+    local got = fx.dir .. "/handed-on"
+    local pol = fx.dir .. "/p.lua"
+    helper.writefile(pol, ([[return { max_age = "90d",
+      on_rotated = function(ctx) ctx:run{ "cp", "/dev/stdin", %q, stdin = ctx.new:secret() } end }]]):format(got))
+    local argv = { "token", "rotate", "--env-file", fx.env_path, "--policy", pol }
+    r = fx.aap(argv)
+    assert.equal(0, r.code, r.stderr)
+    assert.equal(get("AAP_PAT"), helper.readfile(got))
+    -- a hook that fails then cannot hold anything: exit 1, nothing undone
+    assert.equal(204, (fx.sim:json("DELETE", "/api/gateway/v1/tokens/" .. token_id(get("AAP_PAT")) .. "/",
+      { basic = { "admin", helper.ADMIN_PASSWORD } })))
+    helper.writefile(pol, 'return { max_age = "90d", on_rotated = function() error("consumer down") end }')
+    r = fx.aap(argv)
+    assert.equal(1, r.code, r.stderr)
+    assert.matches("on_rotated failed: .*consumer down %(there was no old token to keep; nothing was undone%)",
+      r.stderr)
+    assert.is_true(works(get("AAP_PAT")))
   end)
 
   for _, step in ipairs({ "intent", "refreshed", "written", "committed" }) do

@@ -121,9 +121,14 @@ local function rotate(run, opts, admin)
   -- the pending list; a refresh has nothing left to revoke).
   local switch = {}
   if strategy == "refresh" then
-    switch[1] = { refreshed = true, hooks_done = false, old = result.old, new = result.new }
+    switch[1] = { unheld = "the refresh has already replaced the token", hooks_done = false, old = result.old,
+                  new = result.new }
   elseif run.entry then
     switch[1] = run.entry
+  else
+    -- No old token to revoke (gone from the gateway, or lost): the consumer is still told.
+    switch[1] = { unheld = "there was no old token to keep", hooks_done = false, old = result.old,
+                  new = result.new }
   end
   sok, serr = journal.settle(run, switch, d)
   if not sok then return run:fail(serr, { old = result.old, new = result.new }) end

@@ -97,14 +97,16 @@ M.server_now = workflow.server_now
 --   same way, whose hooks run as the caller's ordinary Lua), `dry_run` (decide and report only: no write request,
 --   no file written), `now` (epoch seconds; default the gateway's clock),
 --   `client` (the OAuth client for refresh: {client_id =, client_secret =}, or a function(doc)
---   returning one, or nil and an error, given the env file's `aap.env` document; default: the
---   AAP_CLIENT_ID and AAP_CLIENT_SECRET the env file holds), `warn` (function(msg) for warnings;
+--   returning one, or nil and an error, given the env file's `aap.env` document; default:
+--   `aap.config.client`, i.e. AAP_CLIENT_ID and AAP_CLIENT_SECRET from the environment, else
+--   the env file's), `warn` (function(msg) for warnings;
 --   default: stderr), `log` (function(policy, msg) for the hooks' ctx:log; default: stderr)
 -- @treturn table `{decision = "keep"|"rotate"|"vetoed", code =, reason =, rotated = bool,
 --   strategy =, fallback = bool, old = Record, new = Record, revoked = {ids},
 --   waiting = {{id =, reason =}}, notes = {strings}, dry_run = bool, held = why an old token
 --   stays valid because `on_rotated` vetoed or failed (it is retried by the next run),
---   hook_failed = why `on_rotated` vetoed or failed after a refresh (not retried)}`,
+--   hook_failed = why `on_rotated` vetoed or failed when there was no old token to hold (after a
+--   refresh, or when the old token was gone; not retried)}`,
 --   or nil and an error
 -- @usage
 -- local rotate = require("aap.rotate")
@@ -114,7 +116,18 @@ M.server_now = workflow.server_now
 --   print(it.env, res and (res.decision .. ": " .. res.reason) or tostring(err))
 -- end
 -- @function run
-M.run = engine.run
+function M.run(opts)
+  if type(opts) == "table" and opts.client == nil then
+    -- The documented default, as before the engine was split: AAP_CLIENT_ID / AAP_CLIENT_SECRET
+    -- from the environment, else from the env file (aap.config.client). The engine itself
+    -- reads no configuration: it is given the client.
+    local o = {}
+    for k, v in pairs(opts) do o[k] = v end
+    o.client = require("aap.config").client
+    opts = o
+  end
+  return engine.run(opts)
+end
 
 --- Finds tokens nobody used for a while (or expired) and revokes them.
 -- Never touches the token the connection is authenticated with, nor the tokens recorded in

@@ -223,7 +223,7 @@ end
 
 -- The hooks' view of a switch: the old token (its value, when this run read it) and the new.
 local function switch_fields(run, e, decision)
-  if e.refreshed then return { old = e.old, new = e.new, decision = decision } end
+  if e.unheld then return { old = e.old, new = e.new, decision = decision } end
   return { old = record({ id = e.id, kind = e.kind }, run.key, run.old_values[e.id]), new = current_record(run),
            decision = decision }
 end
@@ -242,9 +242,10 @@ end
 --- Settles switches from an old token to a new one, each once: runs `on_rotated` where it is
 -- owed (the one place that hook is called), then revokes the old token once it is due (grace
 -- over, the consumer on the new token or `max_wait` past). `entries` are entries of the
--- state's `pending` list (`M.owed`, or the one `M.commit` added), or the switch a refresh made
--- (`{refreshed = true, old = Record, new = Record}`: the gateway has deleted the old token,
--- so an `on_rotated` that fails or vetoes cannot hold it; it is reported as `run.hook_failed`).
+-- state's `pending` list (`M.owed`, or the one `M.commit` added), or a switch with no old token
+-- to hold (`{unheld = why, old = Record, new = Record}`: a refresh, whose old token the gateway
+-- has deleted, or a recreate whose old token was gone; an `on_rotated` that fails or vetoes
+-- is reported as `run.hook_failed`).
 -- Notes go to `run.notes`, revoked ids to `run.revoked`, waits to `run.waiting`; a held old
 -- token sets `run.held`.
 -- @tparam table run
@@ -258,15 +259,20 @@ function M.settle(run, entries, decision)
   -- The file must still hold the token the rotation put there: otherwise (restored from a
   -- backup; or, in a pod, rebuilt from a Secret that on_rotated never updated) the old token
   -- may be what the consumer uses again, and neither the hook nor the revocation may run.
+  -- Proven by the key's record: its fingerprint is the file's value. No record (dropped when
+  -- the file changed under an interrupted rotation) or one without a fingerprint proves nothing.
   local rec = run.st.keys[run.key]
-  local drifted = rec and rec.fp and rec.fp ~= fp(run.doc:get(run.key) or "")
+  local proven = rec ~= nil and rec.fp ~= nil and rec.fp == fp(run.doc:get(run.key) or "")
   for _, e in ipairs(entries) do
-    if drifted and not e.refreshed then
+    if not proven and not e.unheld then
       if e.hooks_done then
         local why = ("%s in %s no longer holds the token id=%s it was switched to"):format(run.key, run.env_file,
-          tostring(rec.id))
+          tostring(e.new_id))
         run:note(("old token id=%d stays valid: %s"):format(e.id, why))
         run.waiting[#run.waiting + 1] = { id = e.id, reason = why }
+      elseif run.dry_run then
+        run:note(("would drop the rotation from token id=%d: %s in %s no longer holds its new token id=%s")
+          :format(e.id, run.key, run.env_file, tostring(e.new_id)))
       else
         -- The switch never reached the consumer: it did not happen. The new token is left
         -- live (aap cannot prove that nothing picked it up from the file meanwhile): named,
@@ -284,10 +290,8 @@ function M.settle(run, entries, decision)
           run:note(("would run on_rotated for the switch from token id=%d"):format(e.id))
         else
           local ok, why = hooks.call(run, "on_rotated", switch_fields(run, e, decision))
-          if e.refreshed then
-            if not ok then
-              run.hook_failed = why .. " (the refresh has already replaced the token; nothing was undone)"
-            end
+          if e.unheld then
+            if not ok then run.hook_failed = ("%s (%s; nothing was undone)"):format(why, e.unheld) end
           elseif ok then
             e.hooks_done, changed = true, true
             local sok, serr = save(run)
@@ -299,7 +303,7 @@ function M.settle(run, entries, decision)
           end
         end
       end
-      if not e.refreshed and (e.hooks_done or (run.dry_run and not run.held)) then
+      if not e.unheld and (e.hooks_done or (run.dry_run and not run.held)) then
         local due, why = run.now >= (e.not_before or 0), nil
         if not due then
           why = ("grace period until %s"):format(aap.format_time(e.not_before))
@@ -328,7 +332,7 @@ function M.settle(run, entries, decision)
       end
     end
   end
-  if changed then
+  if changed and not run.dry_run then
     local keep = {}
     for _, e in ipairs(run.st.pending) do
       if not settled[e] then keep[#keep + 1] = e end
