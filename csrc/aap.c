@@ -2,8 +2,8 @@
  * aap.c - luaopen_aap, the only exported symbol of aap.so: the module
  * assembled from its parts. Each part adds its own functions to the module
  * table; the aap.Session metatable is built here, complete before any session
- * exists, from the method tables of session.c, tokens.c, applications.c and
- * oauth.c - so no part knows another's methods.
+ * exists, from the method tables of session.c, tokens.c, applications.c,
+ * organizations.c and oauth.c - so no part knows another's methods.
  */
 #include "aap.h"
 

@@ -94,8 +94,8 @@ local BUGS = {
   reset = "bug B1 (csrc/http.c: libcurl resends the POST on a dead keep-alive connection)",
   ["token create/delay"] = "bug B2 (CLI create: a token made after the timeout is left behind)",
   ["token create/close"] = "bug B2 (CLI create: a token whose answer was cut is left behind)",
-  ["token rotate/delay"] = "bug B3 (rotate.lua: the marker sweep runs before the late create lands)",
-  ["rotate.run/delay"] = "bug B3 (rotate.lua: the marker sweep runs before the late create lands)",
+  ["token rotate/delay"] = "bug B3 (rotate/strategies.lua: the marker sweep runs before the late create lands)",
+  ["rotate.run/delay"] = "bug B3 (rotate/strategies.lua: the marker sweep runs before the late create lands)",
 }
 local function bug_for(cmd, f, method)
   local kind = f.fault and f.fault.kind

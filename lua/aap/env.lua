@@ -489,11 +489,6 @@ end
 
 -- Files ----------------------------------------------------------------------------------------
 
---- Whether aap may trust a file (`aap.trust.check_file`, kept here for callers of aap.env).
-M.check_file = trust.check_file
---- Reads a file that passes `check_file` (`aap.trust.read_trusted`).
-M.read_trusted = trust.read_trusted
-
 --- Read and parse an env file. A missing file is an empty document. The file must pass
 -- `check_file` (the current user's own regular file, not writable by others).
 -- @tparam string path

@@ -163,7 +163,7 @@ end
 -- dry_run, now and log make the context), with `fields` (copied) added to the context.
 -- A policy file's hooks run under the sandbox's limits (`aap.policy.evaluate`).
 -- @tparam table run
--- @tparam string name `before_rotate`, `on_rotated` or `on_error`
+-- @tparam string name `before_rotate`, `on_rotated`, `on_error` or `on_state_saved`
 -- @tparam table fields
 -- @treturn boolean true (also when the policy has no such hook); or false, the reason, and
 --   whether the hook failed (an error, a limit reached, a program that failed or ran too long)

@@ -35,10 +35,10 @@
 -- pending revocations), `aap.rotate.hooks` (records, `ctx:run`, calling hooks),
 -- `aap.rotate.prune` and `aap.rotate.common` (errors, fault injection).
 --
--- Errors are tables `{code =, message =}` (or an `aap.Error` from the C core) and never
--- hold a secret; codes: `policy` (bad policy, hook failure), `usage` (bad arguments or env
--- file), `busy` (another run holds the lock), `io` (cannot write a file), `local`, and the C
--- core's codes (`auth`, `forbidden`, `not_found`, `invalid`, `expired`, `connect`, ...).
+-- Errors are `aap.Error`s (`aap.errors`) and never hold a secret; codes: `policy` (bad
+-- policy, hook failure), `usage` (bad arguments or env file), `busy` (another run holds the
+-- lock), `io` (cannot write a file), `local`, and the C core's codes (`auth`, `forbidden`,
+-- `not_found`, `invalid`, `expired`, `connect`, ...).
 -- @module aap.rotate
 local state = require("aap.state")
 local workflow = require("aap.workflow")

@@ -16,11 +16,10 @@ local fp, record = state.fingerprint, hooks.record
 
 local M = {}
 
---- Writes the run's state file.
+--- Writes the run's state file, then hands the same text to the policy's `on_state_saved` (a
+-- state kept elsewhere too, e.g. in the cluster by deploy/k8s): the state counts as saved only
+-- when both succeed, so a run whose copy cannot be kept stops where a failed file write would.
 -- @treturn ?boolean true, or nil and an error of code `io` (or `policy`: `on_state_saved` failed)
--- Then hands the same text to the policy's `on_state_saved` (a state kept elsewhere too, e.g.
--- in the cluster by deploy/k8s): the state counts as saved only when both succeed, so a run
--- whose copy cannot be kept stops where a failed file write would.
 function M.save(run)
   local ok, e = state.save(run.env_file, run.st)
   if not ok then return nil, err("io", "cannot write the state file %s: %s", state.path(run.env_file), message(e)) end
