@@ -415,8 +415,9 @@ static int error_tostring(lua_State *L)
     return 1;
 }
 
-/* aap.error(code, message [, fields]): a new aap.Error made by Lua (aap.errors.new, which
- * checks the code against its table): the fields copied, then code and message. */
+/* aap.error(code, message [, fields]): the low-level constructor of an aap.Error made by Lua:
+ * the fields copied, then code and message; it takes any code. Lua code makes its errors with
+ * aap.errors.new, which refuses a code not in aap.errors.CODES and then calls this. */
 static int error_new(lua_State *L)
 {
     luaL_checkstring(L, 1);

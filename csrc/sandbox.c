@@ -1,5 +1,5 @@
 /*
- * sandbox.c - aap.os's capped heap, for the policy sandbox (lua/aap/policy.lua).
+ * sandbox.c - aap.os's capped heap, for the policy sandbox (lua/aap/sandbox.lua).
  *
  *   resume(co, cap, ...)              -> like coroutine.resume, the Lua heap capped
  *       the heap may grow by at most cap bytes while co runs; a failure returns

@@ -159,17 +159,7 @@ static int l_connect(lua_State *L)
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
     /* Unknown keys are programmer errors: raise at the caller. */
-    lua_pushnil(L);
-    while (lua_next(L, 1)) {
-        lua_pop(L, 1);
-        int known = 0;
-        if (lua_type(L, -1) == LUA_TSTRING)
-            for (int i = 0; OPTIONS[i]; i++)
-                if (strcmp(lua_tostring(L, -1), OPTIONS[i]) == 0)
-                    known = 1;
-        if (!known)
-            return luaL_error(L, "aap.connect: unknown option '%s'", luaL_tolstring(L, -1, NULL));
-    }
+    aap_check_keys(L, 1, "aap.connect", OPTIONS);
     const char *url = opt_string(L, "url", 1, NULL);
     if (!url)
         return luaL_error(L, "aap.connect: option 'url' is required");

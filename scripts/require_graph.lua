@@ -131,8 +131,8 @@ end
 -- layer or below. The emulator is beside them: it names nothing of aap's but itself.
 local LAYERS = {
   { "command", { "^aap%.cli$", "^aap%.clidoc$", "^aap%.commands%." } },
-  { "workflow", { "^aap%.rotate$", "^aap%.rotate%.", "^aap%.policy$", "^aap%.workflow$", "^aap%.apps$",
-                  "^aap%.export$", "^aap%.report$", "^aap%.duration$" } },
+  { "workflow", { "^aap%.rotate$", "^aap%.rotate%.", "^aap%.policy$", "^aap%.sandbox$", "^aap%.workflow$",
+                  "^aap%.apps$", "^aap%.export$", "^aap%.report$", "^aap%.duration$" } },
   { "base", { "^aap%.env$", "^aap%.state$", "^aap%.trust$", "^aap%.config$", "^aap%.errors$" } },
 }
 local function layer_of(name)

@@ -35,11 +35,13 @@ local function readfile(path)
 end
 M.readfile = readfile
 
+--- Writes data to path (then chmod mode, when given); returns path.
 function M.writefile(path, data, mode)
   local f = assert(io.open(path, "wb"))
   f:write(data)
   f:close()
   if mode then os.execute(("chmod %o %s"):format(mode, shquote(path))) end
+  return path
 end
 
 --- A fresh temporary directory, removed by M.cleanup().

@@ -9,12 +9,16 @@ local M = {}
 
 local mtype, tointeger = math.type, math.tointeger
 
--- The organization's name from the summary the gateway adds to an application, or nil.
-local function organization_name(a)
-  local sf = a.summary_fields
+--- The name of an application's organization, as the gateway sends it beside the id
+-- (`summary_fields`), or nil.
+-- @tparam table a an application, as the gateway describes it
+-- @treturn ?string
+function M.organization_name(a)
+  local sf = type(a) == "table" and a.summary_fields
   local org = type(sf) == "table" and sf.organization
   return type(org) == "table" and type(org.name) == "string" and org.name or nil
 end
+local organization_name = M.organization_name
 
 -- Does application `a` belong to `org` (an integer id, a name, or nil: any)?
 local function in_org(a, org)

@@ -341,8 +341,8 @@ end
 -- @tparam[opt] table opts
 -- @treturn[1] string
 -- @treturn[2] nil
--- @treturn[2] table `{code = "usage", message =}` (unknown format, missing or invalid Secret
---   name, namespace or label) or `{code = "local", message =}` (a value the format cannot carry)
+-- @treturn[2] aap.Error an `aap.errors` error of code `usage` (unknown format, missing or
+--   invalid Secret name, namespace or label) or `local` (a value the format cannot carry)
 -- @usage local text, err = export.format(args.format, {{"AAP_TOKEN", tok.token}},
 --   {id = tok.id, kind = tok.kind, scope = tok.scope, expires = tok.expires, name = args.secret_name})
 function M.format(fmt, entries, opts)

@@ -44,11 +44,18 @@ function M.columns(rows, headers)
   return table.concat(out, "\n")
 end
 
+--- A time for a report field: ISO 8601 (UTC), or nil (JSON null) for nil.
+-- @tparam ?number t epoch seconds
+-- @treturn ?string
+function M.iso_or_nil(t)
+  return t and require("aap").format_time(t) or nil
+end
+
 --- A time for a line or a table: ISO 8601 (UTC), or "never" for nil.
 -- @tparam ?number t epoch seconds
 -- @treturn string
 function M.iso(t)
-  return t and require("aap").format_time(t) or "never"
+  return M.iso_or_nil(t) or "never"
 end
 
 --- Prints token values on stdout in a `--format` (env, shell, json, k8s-secret), with
@@ -69,7 +76,7 @@ function M.print_format(ctx, fmt, values, tok)
 end
 
 local function validate_key(ctx, key)
-  if not key:match("^[A-Za-z_][A-Za-z0-9_]*$") then ctx:usage("%q is not a valid env key", key) end
+  if not require("aap.env").valid_key(key) then ctx:usage("%q is not a valid env key", key) end
 end
 
 --- Checks every output flag (`--key`, `--refresh-key`, and `--secret-name`, `--namespace` for
@@ -113,12 +120,10 @@ function M.id_arg(what, hint)
   end
 end
 
---- The name of an application's organization, as the gateway sends it beside the id
--- (summary_fields), or nil.
+--- The name of an application's organization, or nil: `aap.apps.organization_name`, which
+-- this module loads when it is called.
 function M.organization_name(a)
-  local sf = type(a) == "table" and a.summary_fields
-  local org = type(sf) == "table" and sf.organization
-  return type(org) == "table" and type(org.name) == "string" and org.name or nil
+  return require("aap.apps").organization_name(a)
 end
 
 --- An organization's id from --organization (a name or an id); nil when not given.

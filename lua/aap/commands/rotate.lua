@@ -6,7 +6,7 @@ local common = require("aap.commands.common")
 
 local M = {}
 
-local iso = common.iso
+local iso, iso_or_nil = common.iso, common.iso_or_nil
 
 -- Errors of the engine, made fit for the CLI's exit codes.
 local function cli_error(e)
@@ -27,8 +27,8 @@ local function token_view(r)
   if not r then return nil end
   return require("aap.report").object(TOKEN_FIELDS, {
     id = r.id, kind = r.kind, application = r.application, user = r.user,
-    created = r.created and iso(r.created) or nil, expires = r.expires and iso(r.expires) or nil,
-    last_used = r.last_used and iso(r.last_used) or nil })
+    created = iso_or_nil(r.created), expires = iso_or_nil(r.expires),
+    last_used = iso_or_nil(r.last_used) })
 end
 
 local ROTATE_FIELDS = { "env_file", "key", "decision", "code", "reason", "dry_run", "rotated", "strategy",
@@ -132,7 +132,7 @@ local function prune_report(ctx, res, dry_run, refused)
     local out = report.list()
     for i, t in ipairs(list or {}) do
       out[i] = report.object(PRUNE_FIELDS, { id = t.id, kind = t.kind, user = t.user, application = t.application,
-        created = t.created and iso(t.created) or nil, last_used = t.last_used and iso(t.last_used) or nil,
+        created = iso_or_nil(t.created), last_used = iso_or_nil(t.last_used),
         description = t.description, why = t.why })
     end
     return out

@@ -19,7 +19,7 @@ local DEFAULT_KEYS = { "AAP_PAT", "AAP_TOKEN" }
 local FIELDS = { "key", "id", "kind", "application", "accepted", "checked_by", "expires", "expires_in",
                  "last_used", "refresh_key", "status", "reason" }
 
-local function iso(t) return t and require("aap").format_time(t) or nil end
+local iso = common.iso_or_nil -- nil (null in the report) for nil
 
 --- The keys to report: those given, else every key the state file records that the env file
 -- holds, and the lesson's keys the file holds, in file order.

@@ -9,7 +9,7 @@ local M = {}
 
 local FORMATS = { "env", "shell", "json", "k8s-secret" }
 
-local iso, columns = common.iso, common.columns
+local iso, iso_or_nil, columns = common.iso, common.iso_or_nil, common.columns
 
 --- One line about a token, without its value.
 function M.summary(verb, tok, where)
@@ -374,8 +374,8 @@ local function public_token(t, apps)
   return require("aap.report").object(TOKEN_FIELDS, {
     id = t.id, kind = t.kind, user = t.user, application = t.application, application_name = a.name,
     organization = a.organization, organization_name = a.organization_name, scope = t.scope,
-    description = t.description, created = t.created and iso(t.created) or nil,
-    expires = t.expires and iso(t.expires) or nil, last_used = t.last_used and iso(t.last_used) or nil })
+    description = t.description, created = iso_or_nil(t.created),
+    expires = iso_or_nil(t.expires), last_used = iso_or_nil(t.last_used) })
 end
 
 -- The names of the applications these tokens belong to, and of their organizations: one

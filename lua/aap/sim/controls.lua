@@ -4,6 +4,9 @@
 -- consume faults.
 local json = require("aap.sim.json")
 local gateway = require("aap.sim.gateway")
+local request = require("aap.sim.request")
+local respond = require("aap.sim.respond")
+local auth = require("aap.sim.auth")
 local store_mod = require("aap.sim.store")
 local fields = require("aap.sim.fields")
 
@@ -142,14 +145,14 @@ end
 -- @treturn table response
 function M.handle(sim, req)
   local store = sim.store
-  local ctx = gateway.context(store, req)
+  local ctx = request.context(store, req)
   -- the harness must be able to reset a sim whose Basic auth was switched off
   ctx.cfg = setmetatable({ basic_auth = true }, { __index = store.config })
   -- the gateway's own 401/403 answers for anyone but a superuser
   local denied = gateway.catch(function()
-    gateway.authenticate(ctx)
-    if not ctx.user then gateway.unauthorized(ctx) end
-    if not ctx.user.is_superuser then gateway.forbidden(ctx) end
+    auth.authenticate(ctx)
+    if not ctx.user then respond.unauthorized(ctx) end
+    if not ctx.user.is_superuser then respond.forbidden(ctx) end
   end)
   if denied then return denied end
   local what = req.path:match("^/__sim/([%w_]+)/?$")

@@ -16,25 +16,6 @@ local fail, plain = respond.fail, respond.plain
 
 local M = {}
 
---- Django's page for a route it does not have (the reference gateway's, byte for byte).
-M.NOT_FOUND_PAGE = respond.NOT_FOUND_PAGE
---- Django's page for an unhandled exception (DEBUG off), as `text/html; charset=utf-8`.
-M.SERVER_ERROR_PAGE = respond.SERVER_ERROR_PAGE
-
---- A request context.
--- @function context
--- @tparam table store
--- @tparam table req parsed request
--- @treturn table ctx
-M.context = request.context
-
---- Authenticate a request as DRF does with DAB's classes: OAuth2 bearer first (a rejected
--- token leaves the request anonymous), then Basic (a bad Basic header is a 401).
--- @function authenticate
--- @tparam table ctx request context
--- @treturn nil; sets ctx.user, ctx.auth, ctx.token, ctx.bearer_error; raises a 401 response
-M.authenticate = auth.authenticate
-
 local ROUTES = { gateway = routes.gateway, controller = routes.controller }
 
 local function options_response(ctx, v)
@@ -49,7 +30,7 @@ local function not_found_page(ctx)
     return { status = 404, headers = { { "Content-Type", "application/json" } },
              body = json.encode(respond.detail("The requested resource could not be found.")) }
   end
-  return plain(404, M.NOT_FOUND_PAGE)
+  return plain(404, respond.NOT_FOUND_PAGE)
 end
 
 -- DRF's content negotiation (JSON and the browsable API's HTML): 406 when no media range
@@ -94,7 +75,7 @@ end
 -- @treturn table response
 -- @treturn table ctx
 function M.handle(store, req, ctx)
-  ctx = ctx or M.context(store, req)
+  ctx = ctx or request.context(store, req)
   local flavor_routes = ROUTES[ctx.cfg.flavor] or ROUTES.gateway
   local path = req.path
   local v, captures
@@ -139,8 +120,4 @@ function M.catch(fn)
   error(err, 0)
 end
 
---- Raise the 401 `NotAuthenticated` answer (with `WWW-Authenticate`) for a context.
-M.unauthorized = respond.unauthorized
---- Raise the 403 permission answer for a context.
-M.forbidden = respond.forbidden
 return M

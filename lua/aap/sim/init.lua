@@ -7,6 +7,8 @@ local cjson = require("cjson.safe")
 local server = require("aap.sim.server")
 local store_mod = require("aap.sim.store")
 local gateway = require("aap.sim.gateway")
+local request = require("aap.sim.request")
+local respond = require("aap.sim.respond")
 local controls = require("aap.sim.controls")
 
 local format = string.format
@@ -35,8 +37,8 @@ function M.redacted_path(req)
 end
 
 local FAULT_BODIES = {
-  ["404"] = { "text/html; charset=utf-8", gateway.NOT_FOUND_PAGE },
-  ["500"] = { "text/html; charset=utf-8", gateway.SERVER_ERROR_PAGE },
+  ["404"] = { "text/html; charset=utf-8", respond.NOT_FOUND_PAGE },
+  ["500"] = { "text/html; charset=utf-8", respond.SERVER_ERROR_PAGE },
   ["502"] = { "text/html", "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
     .. "<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n" },
   ["503"] = { "text/plain", "upstream connect error or disconnect/reset before headers. reset reason: "
@@ -100,7 +102,7 @@ function M.new(opts)
     end
     if f and f.kind ~= "delay" and f.kind ~= "close" and f.kind ~= "drop" then
       resp = fault_response(f)
-      ctx = gateway.context(store, req)
+      ctx = request.context(store, req)
     else
       resp, ctx = gateway.handle(store, req)
       if f and f.kind == "close" then resp.truncate = true end
