@@ -24,7 +24,7 @@ local FALSE = { ["0"] = true, ["false"] = true, no = true, off = true }
 -- @tparam string name the variable's name, for the message
 -- @tparam ?string value
 -- @treturn ?boolean the value (nil when unset or empty)
--- @treturn ?table error
+-- @treturn ?aap.Error error
 function M.boolean(name, value)
   if value == nil or value == "" then return nil end
   local v = value:lower()

@@ -412,7 +412,7 @@ end
 -- @tparam[opt] string path the file's path, for the message
 -- @treturn[1] true
 -- @treturn[2] nil
--- @treturn[2] table error `{code = "format", message =, path =}` naming the line, never a value
+-- @treturn[2] aap.Error `code` "format", with `message` and `path` naming the line, never a value
 function Doc:check_owned(keys, path)
   expect(keys, "table", "keys", 2)
   local want = {}
@@ -494,7 +494,7 @@ end
 -- @tparam string path
 -- @treturn[1] Document (`doc.exists` is false for a missing file)
 -- @treturn[2] nil
--- @treturn[2] table error `{code = "io" | "format" | "unsafe", message =, path =}`
+-- @treturn[2] aap.Error `code` "io" | "format" | "unsafe", with `message` and `path`
 function M.read(path)
   expect(path, "string", "path", 2)
   local text, err = trust.read_trusted(path, "env file")
@@ -523,7 +523,7 @@ end
 -- @tparam[opt] integer mode default `MODE_PRIVATE`
 -- @treturn[1] true
 -- @treturn[2] nil
--- @treturn[2] table error `{code = "io", message =, path =}` (the message names the path)
+-- @treturn[2] aap.Error `code` "io", with `message` and `path` (the message names the path)
 -- @usage assert(env.write(".env", doc))
 function M.write(path, doc, mode)
   expect(path, "string", "path", 2)
@@ -567,7 +567,7 @@ end
 -- @tparam[opt] table opts `remove` (a list of keys to remove), `mode` (default 0600)
 -- @treturn[1] true
 -- @treturn[2] nil
--- @treturn[2] table error (see `read`)
+-- @treturn[2] aap.Error (see `read`)
 -- @usage assert(env.update(".env", {AAP_TOKEN = tok.token}, {remove = {"OLD_TOKEN"}}))
 function M.update(path, values, opts)
   expect(path, "string", "path", 2)

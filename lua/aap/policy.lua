@@ -257,10 +257,16 @@ function M.validate(t, origin, source)
   return setmetatable(p, Normalized)
 end
 
---- The sandbox's limits, `evaluate`, `describe` and `pattern_cost` (`aap.sandbox`), as
--- `aap.policy` has always offered them.
-M.LIMITS, M.evaluate, M.describe, M.pattern_cost = sandbox.LIMITS, sandbox.evaluate, sandbox.describe,
-  sandbox.pattern_cost
+-- The sandbox's limits, `evaluate`, `describe` and `pattern_cost`, as `aap.policy` has always
+-- offered them: see `aap.sandbox`.
+--- `aap.sandbox.LIMITS`.
+M.LIMITS = sandbox.LIMITS
+--- `aap.sandbox.evaluate`.
+M.evaluate = sandbox.evaluate
+--- `aap.sandbox.describe`.
+M.describe = sandbox.describe
+--- `aap.sandbox.pattern_cost`.
+M.pattern_cost = sandbox.pattern_cost
 
 --- Loads a policy file in the sandbox (`aap.sandbox`) and validates it.
 -- @tparam string path the file

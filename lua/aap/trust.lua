@@ -59,7 +59,7 @@ end
 -- @tparam[opt="env file"] string what what the file is, for the message
 -- @treturn[1] table the lstat (`type`, `mode`, `uid`, ...), or false when the file is missing
 -- @treturn[2] nil
--- @treturn[2] table error `{code = "unsafe" | "io", message =, path =}`
+-- @treturn[2] aap.Error `code` "unsafe" | "io", with `message` and `path`
 function M.check_file(path, what)
   if type(path) ~= "string" then
     error(("bad path (string expected, got %s)"):format(type(path)), 2)
@@ -86,7 +86,7 @@ end
 -- checks the opened file again (it may have been swapped after the check).
 -- @treturn[1] string the contents, or false when the file is missing
 -- @treturn[2] nil
--- @treturn[2] table error (see `check_file`)
+-- @treturn[2] aap.Error (see `check_file`)
 function M.read_trusted(path, what)
   local st, err = M.check_file(path, what)
   if not st then return st, err end

@@ -5,6 +5,7 @@
 local aap = require("aap")
 local envfile = require("aap.env")
 local policy = require("aap.policy")
+local sandbox = require("aap.sandbox")
 local duration = require("aap.duration")
 
 local M = {}
@@ -161,7 +162,7 @@ end
 
 --- Calls the policy's hook `name` for a run (an `aap.rotate.run` Run: its env file, key, policy,
 -- dry_run, now and log make the context), with `fields` (copied) added to the context.
--- A policy file's hooks run under the sandbox's limits (`aap.policy.evaluate`).
+-- A policy file's hooks run under the sandbox's limits (`aap.sandbox.evaluate`).
 -- @tparam table run
 -- @tparam string name `before_rotate`, `on_rotated`, `on_error` or `on_state_saved`
 -- @tparam table fields
@@ -174,13 +175,13 @@ function M.call(run, name, fields)
   local ctx = hook_ctx(run, fields)
   local ok, r1, r2
   if run.policy.sandboxed then
-    ok, r1, r2 = policy.evaluate(fn, run.policy.hook_timeout, ctx)
+    ok, r1, r2 = sandbox.evaluate(fn, run.policy.hook_timeout, ctx)
   else
     ok, r1, r2 = pcall(fn, ctx)
   end
-  if not ok then return false, ("%s failed: %s"):format(name, policy.describe(r1)), true end
+  if not ok then return false, ("%s failed: %s"):format(name, sandbox.describe(r1)), true end
   if r1 == false then
-    return false, ("%s vetoed: %s"):format(name, r2 ~= nil and policy.describe(r2) or "no reason given")
+    return false, ("%s vetoed: %s"):format(name, r2 ~= nil and sandbox.describe(r2) or "no reason given")
   end
   return true
 end
