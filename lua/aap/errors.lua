@@ -11,7 +11,11 @@
 -- `errors.CODES` is the one table of codes, with each one's exit code for the `aap` command
 -- (1 local, 2 server or API, 3 authentication or permission, 4 network or TLS) and its
 -- meaning; the CLI's exit codes derive from it, and spec/errors_spec.lua holds the C core's
--- codes (`aap.codes`) to it. Loading this module loads no C: `aap --version` stays light;
+-- codes (`aap.codes`) to it. `aap.os` is not an error maker: its functions return
+-- `nil, msg, code` as luv does, and of its codes `busy`, `io`, `timeout` and `interrupted` are
+-- error codes here, while `spawn` and `notty` never leave the module that called (`ctx:run`
+-- raises, which fails the hook: `policy`; the password prompt makes a `local` error).
+-- Loading this module loads no C: `aap --version` stays light;
 -- `errors.new` loads the C core the first time it makes an error.
 -- @module aap.errors
 
