@@ -10,6 +10,7 @@
 -- rule is broken.
 --
 --   lua5.4 scripts/require_graph.lua [ROOT]        (ROOT: the checkout, default .)
+package.path = (arg[0]:match("^(.*)/") or ".") .. "/?.lua;" .. package.path
 local root = arg[1] or "."
 
 -- The string literals of Lua source, comments and long strings understood (a `--` inside a
@@ -85,35 +86,9 @@ end
 
 local broken = {}
 
--- Circles: Tarjan's strongly connected components; one of more than one module is a circle.
-local index, low, onstack, stack, counter = {}, {}, {}, {}, 0
-local function strong(v)
-  counter = counter + 1
-  index[v], low[v] = counter, counter
-  stack[#stack + 1], onstack[v] = v, true
-  for _, w in ipairs(edges[v]) do
-    if not index[w] then
-      strong(w)
-      low[v] = math.min(low[v], low[w])
-    elseif onstack[w] then
-      low[v] = math.min(low[v], index[w])
-    end
-  end
-  if low[v] == index[v] then
-    local comp = {}
-    repeat
-      local w = table.remove(stack)
-      onstack[w] = nil
-      comp[#comp + 1] = w
-    until w == v
-    if #comp > 1 then
-      table.sort(comp)
-      broken[#broken + 1] = "circle: " .. table.concat(comp, ", ")
-    end
-  end
-end
-for _, name in ipairs(names) do
-  if not index[name] then strong(name) end
+-- Circles.
+for _, c in ipairs(require("graph").cycles(names, edges)) do
+  broken[#broken + 1] = "circle: " .. table.concat(c, ", ")
 end
 
 -- The command modules: the library and aap.commands.common, nothing of the CLI's.

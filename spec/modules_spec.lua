@@ -54,3 +54,37 @@ describe("the module graph", function()
     assert.is_nil(out:find("aap.workflow (workflow layer)", 1, true))
   end)
 end)
+
+-- The C core's files (scripts/c_graph.lua, from the object files' symbols): no cycle.
+describe("the C core's file graph", function()
+  local function c_graph(dir, src)
+    local p = assert(io.popen(("lua5.4 '%s/scripts/c_graph.lua' '%s' '%s' 2>&1"):format(helper.ROOT, dir,
+      src or dir)))
+    local out = "\n" .. p:read("a")
+    local _, _, code = p:close()
+    return code, out
+  end
+  local build = os.getenv("AAP_CPATH") or "build"
+  if build:sub(1, 1) ~= "/" then build = helper.ROOT .. "/" .. build end
+  local objdir = build .. "/CMakeFiles/aap.dir/csrc"
+
+  it("has no cycle: a part never calls back into what calls it", function()
+    local code, out = c_graph(objdir, helper.ROOT .. "/csrc")
+    assert.equal(0, code, out)
+    assert.matches("\nok: %d+ files, no cycle", out)
+    assert.matches("\naap%.c %-> [^\n]*session%.c", out)
+    assert.matches("\nsession%.c %-> [^\n]*call%.c", out)
+    assert.is_nil(out:find("\ncall.c -> [^\n]*session.c"), out)
+  end)
+
+  it("finds a cycle between two object files", function()
+    local dir = helper.tmpdir()
+    helper.writefile(dir .. "/a.c", "int b(void); int a(void) { return b(); }\n")
+    helper.writefile(dir .. "/b.c", "int a(void); int b(void) { return a() + 1; }\n")
+    assert(os.execute(("cd '%s' && cc -c a.c -o a.c.o && cc -c b.c -o b.c.o"):format(dir)))
+    local code, out = c_graph(dir)
+    assert.equal(1, code, out)
+    assert.matches("BROKEN: cycle: a%.c, b%.c", out)
+  end)
+end)
+
