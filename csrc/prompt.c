@@ -29,12 +29,13 @@ static void on_password_signal(int sig)
 /* read_password(prompt) -> string | nil, msg, code
  * Reads one line from the controlling terminal (/dev/tty) with echo off: the prompt goes to
  * the terminal, never stdout. The terminal's settings are restored whatever happens; a signal
- * that arrives meanwhile (Ctrl-C, Ctrl-Z, a hang-up) is delivered again once they are, so
- * Ctrl-C still ends the command, with the echo back on. The line is wiped from C memory. */
+ * that arrives meanwhile (Ctrl-C, a hang-up) is delivered again once they are, so Ctrl-C still
+ * ends the command, with the echo back on. Ctrl-Z suspends with the echo back on, and the
+ * password is asked for again when the command is resumed. The line is wiped from C memory. */
 static int os_read_password(lua_State *L)
 {
     static const int sigs[] = { SIGINT, SIGHUP, SIGQUIT, SIGTERM, SIGTSTP, SIGTTIN, SIGTTOU };
-    enum { NSIGS = sizeof sigs / sizeof sigs[0] };
+    enum { NSIGS = sizeof sigs / sizeof sigs[0], TSTP = 4 /* sigs[TSTP] == SIGTSTP */ };
     struct sigaction saved[NSIGS], sa;
     struct termios old, quiet;
     char buf[PASSWORD_MAX + 1];
@@ -71,7 +72,25 @@ static int os_read_password(lua_State *L)
         failed = errno;
     else if (write(fd, prompt, plen) < 0)
         failed = errno;
-    while (!failed && !password_signal) {
+    while (!failed) {
+        if (password_signal == SIGTSTP) {
+            /* Ctrl-Z: the echo back on, then stop as the process would have; once it goes on
+             * (fg), echo off again and ask again from the start (the suspend flushed the line). */
+            tcsetattr(fd, TCSAFLUSH, &old);
+            if (write(fd, "\n", 1) < 0) { /* nothing to do */ }
+            sigaction(SIGTSTP, &saved[TSTP], NULL);
+            raise(SIGTSTP);
+            sigaction(SIGTSTP, &sa, NULL);
+            password_signal = 0;
+            explicit_bzero(buf, sizeof buf);
+            len = 0;
+            too_long = 0;
+            if (tcsetattr(fd, TCSAFLUSH, &quiet) != 0 || write(fd, prompt, plen) < 0)
+                failed = errno;
+            continue;
+        }
+        if (password_signal)
+            break;
         char c;
         ssize_t n = read(fd, &c, 1);
         if (n < 0 && errno == EINTR)

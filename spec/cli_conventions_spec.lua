@@ -307,7 +307,7 @@ describe("aap command conventions", function()
     -- and the exit code.
     local PTY = [[
 import os, pty, sys, termios
-answer = sys.argv[1].encode()
+answers = sys.argv[1].encode().split(b"\x1e")   # one a prompt: the next after the next prompt
 pid, fd = pty.fork()
 if pid == 0:
     os.execvp(sys.argv[2], sys.argv[2:])
@@ -324,7 +324,18 @@ while b"Password for" not in out:
     out += chunk
 if b"Password for" in out:
     echo = "echo-on" if termios.tcgetattr(fd)[3] & termios.ECHO else "echo-off"
-    os.write(fd, answer)
+    os.write(fd, answers[0])
+for i, answer in enumerate(answers[1:], 2):
+    while out.count(b"Password for") < i:
+        chunk = read()
+        if not chunk:
+            break
+        out += chunk
+    if out.count(b"Password for") >= i:
+        if not termios.tcgetattr(fd)[3] & termios.ECHO:
+            os.write(fd, answer)
+        else:
+            echo = "echo-on-again"
 while True:
     chunk = read()
     if not chunk:
@@ -379,6 +390,20 @@ sys.stdout.write(echo + " " + after + "\n" + str(os.waitstatus_to_exitcode(statu
       assert.equal(1, code, out)
       assert.matches("\naap: interrupted\r?\n$", out)
       assert.equal("echo-on", after)     -- the terminal echoes again
+    end)
+
+    it("Ctrl-Z at the prompt gives the echo back, and the password is asked for again after", function()
+      -- On this pseudo-terminal the command leads an orphaned process group, which the kernel does
+      -- not stop: what is seen is the suspend's way back (in a shell: after `fg`).
+      local echo, code, out, after = on_tty("\26\30" .. sim.admin_password .. "\n", { "whoami" },
+        { AAP_HOSTNAME = sim.url })
+      assert.equal("echo-off", echo)
+      assert.equal(0, code, out)
+      assert.equal("echo-on", after)
+      local _, prompts = out:gsub("Password for admin at ", "")
+      assert.equal(2, prompts, out)
+      assert.matches("admin %(id %d+, superuser%)", out)
+      assert.is_nil(out:find(sim.admin_password, 1, true), "the password was echoed")
     end)
 
     it("is not asked for when standard input is not a terminal, nor when a password is given", function()
