@@ -62,6 +62,25 @@ describe("AAP_CLIENT_ID recorded with an application token", function()
     assert.is_nil(r.stderr:find(app.client_secret, 1, true))
   end)
 
+  it("token refresh records it in a file written before aap did (from the client the gateway accepted)", function()
+    local r = aap({ "token", "create", "--application", app.name, "--env-file", path })
+    assert.equal(0, r.code, r.stderr)
+    -- as an older aap wrote it: no AAP_CLIENT_ID line
+    local _, doc = keys_of(path)
+    doc:unset("AAP_CLIENT_ID")
+    assert(envfile.write(path, doc))
+    r = aap({ "token", "refresh", "--env-file", path },
+      { AAP_PASSWORD = false, AAP_CLIENT_ID = app.client_id, AAP_CLIENT_SECRET = app.client_secret })
+    assert.equal(0, r.code, r.stderr)
+    local keys, after = keys_of(path)
+    assert.same({ "AAP_TOKEN", "REFRESH_TOKEN", "AAP_CLIENT_ID" }, keys)
+    assert.equal(app.client_id, after:get("AAP_CLIENT_ID"))
+    -- the next refresh needs only the secret
+    r = aap({ "token", "refresh", "--env-file", path }, { AAP_PASSWORD = false, AAP_CLIENT_SECRET = app.client_secret })
+    assert.equal(0, r.code, r.stderr)
+    assert.is_true(works(assert(envfile.read(path)):get("AAP_TOKEN")))
+  end)
+
   it("--pat --application records it once; a PAT alone does not", function()
     local r = aap({ "token", "create", "--pat", "--application", app.name, "--env-file", path })
     assert.equal(0, r.code, r.stderr)

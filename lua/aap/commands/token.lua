@@ -335,7 +335,16 @@ local function refresh(args, ctx)
   local old = (ctx:check(state.load(path)).keys[key]) or {}
   local record = state.record(tok, { refresh_key = rkey, application = tok.application or old.application,
                                      fp = state.fingerprint(tok.token) })
-  local ok, werr = workflow.save(path, values, { [key] = record })
+  -- A file written before aap recorded AAP_CLIENT_ID gets the client id the gateway has just
+  -- accepted, so that the next refresh needs only the secret (a value no reader would take
+  -- literally is not added: the refreshed pair must be saved whatever).
+  local saved = values
+  local have_id = doc:get("AAP_CLIENT_ID")
+  if (not have_id or have_id == "") and require("aap.env").portable(client.client_id) then
+    saved = { table.unpack(values) }
+    saved[#saved + 1] = { "AAP_CLIENT_ID", client.client_id }
+  end
+  local ok, werr = workflow.save(path, saved, { [key] = record })
   if not ok then
     ctx:fail("io", "refreshed, but could not write " .. path .. ": " .. ctx:message(werr) ..
       "; the old token no longer works")
