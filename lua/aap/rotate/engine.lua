@@ -181,8 +181,9 @@ end
 --- Rotates the token in one env file if its policy says it is due: `aap.rotate.run`, whose
 -- LDoc gives the options and the result.
 -- @tparam table opts
+-- @tparam function default_client the client when `opts.client` is nil (a function(doc))
 -- @treturn ?table the result, or nil and an error
-function M.run(opts)
+function M.run(opts, default_client)
   if type(opts) ~= "table" then error("rotate.run expects a table of options", 2) end
   for k in pairs(opts) do
     if not OPTS[k] then error(("rotate.run: unknown option %q"):format(tostring(k)), 2) end
@@ -194,7 +195,7 @@ function M.run(opts)
   end
   local p, perr = policy.get(opts.policy)
   if not p then return nil, perr end
-  local run = Run.new(opts, p)
+  local run = Run.new(opts, p, default_client)
   local lock
   if not run.dry_run then
     local lerr

@@ -117,16 +117,9 @@ M.server_now = workflow.server_now
 -- end
 -- @function run
 function M.run(opts)
-  if type(opts) == "table" and opts.client == nil then
-    -- The documented default, as before the engine was split: AAP_CLIENT_ID / AAP_CLIENT_SECRET
-    -- from the environment, else from the env file (aap.config.client). The engine itself
-    -- reads no configuration: it is given the client.
-    local o = {}
-    for k, v in pairs(opts) do o[k] = v end
-    o.client = require("aap.config").client
-    opts = o
-  end
-  return engine.run(opts)
+  -- The engine reads no configuration: it is given the default client, aap.config.client
+  -- (AAP_CLIENT_ID / AAP_CLIENT_SECRET from the environment, else from the env file).
+  return engine.run(opts, require("aap.config").client)
 end
 
 --- Finds tokens nobody used for a while (or expired) and revokes them.

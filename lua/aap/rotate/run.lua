@@ -53,9 +53,11 @@ local function default_warn(m) io.stderr:write("aap: warning: ", m, "\n") end
 --- A run over one env file.
 -- @tparam table opts the options of `aap.rotate.run` (`env_file`, `dry_run`, `client`, `warn`, `log`)
 -- @tparam table p the validated policy
+-- @tparam function default_client the client when `opts.client` is nil
 -- @treturn Run
-function M.new(opts, p)
-  return setmetatable({ env_file = opts.env_file, policy = p, dry_run = opts.dry_run or false, client = opts.client,
+function M.new(opts, p, default_client)
+  return setmetatable({ env_file = opts.env_file, policy = p, dry_run = opts.dry_run or false,
+                        client = opts.client or default_client,
                         warn = opts.warn or default_warn, log = opts.log,
                         notes = {}, revoked = {}, waiting = {}, old_values = {} }, Run)
 end
@@ -95,20 +97,14 @@ function Run:write_env(values)
   return true
 end
 
---- The OAuth client credentials for a refresh: the caller's `client` (a table, or a
--- function(doc) returning one or nil and an error), else the `AAP_CLIENT_ID` and
--- `AAP_CLIENT_SECRET` the env file holds.
+--- The OAuth client credentials for a refresh: the run's `client` (a table, or a
+-- function(doc) returning one or nil and an error; `aap.rotate.run` gives `aap.config.client`
+-- when the caller gives none).
 -- @treturn ?table `{client_id =, client_secret =}`, or nil and an error
 function Run:oauth_client()
   local c = self.client
   if type(c) == "function" then return c(self.doc) end
-  if c then return c end
-  local id, secret = self.doc:get("AAP_CLIENT_ID"), self.doc:get("AAP_CLIENT_SECRET")
-  if not id or id == "" then
-    return nil, err("usage", "no OAuth client id: give the client (client_id, client_secret) or record "
-      .. "AAP_CLIENT_ID in %s (`aap token create --application NAME --env-file FILE` does)", self.env_file)
-  end
-  return { client_id = id, client_secret = secret ~= "" and secret or nil }
+  return c
 end
 
 return M
