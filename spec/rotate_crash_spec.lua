@@ -29,8 +29,7 @@ describe("rotation killed at every step", function()
       local r = fx.aap({ "token", "create", "--env-file", fx.env_path })
       assert.equal(0, r.code, r.stderr)
       fx.sim:advance(100 * DAY)
-      local pol = fx.dir .. "/p.lua"
-      helper.writefile(pol, 'return { max_age = "90d", on_rotated = function() return true end }')
+      local pol = fx.policy('return { max_age = "90d", on_rotated = function() return true end }')
       local argv = { "token", "rotate", "--env-file", fx.env_path, "--policy", pol }
       r = fx.aap(argv, admin_env({ AAP_FAULT_EXIT_AT = step }))
       assert.equal(rotate.FAULT_EXIT, r.code, r.stderr)
@@ -76,8 +75,7 @@ describe("rotation killed at every step", function()
       local r = fx.aap({ "token", "create", "--env-file", fx.env_path })
       assert.equal(0, r.code, r.stderr)
       fx.sim:advance(100 * DAY)
-      local pol = fx.dir .. "/p.lua"
-      helper.writefile(pol, ([[return { max_age = "90d", on_rotated = function() return true end,
+      local pol = fx.policy(([[return { max_age = "90d", on_rotated = function() return true end,
         on_state_saved = function(ctx) ctx:run{ "cp", "/dev/stdin", %q, stdin = ctx.state } end }]]):format(copy))
       local argv = { "token", "rotate", "--env-file", fx.env_path, "--policy", pol }
       new_pod()
@@ -102,9 +100,8 @@ describe("rotation killed at every step", function()
     assert.equal(0, r.code, r.stderr)
     fx.sim:advance(100 * DAY)
     local before, value = server_tokens(), get("AAP_PAT")
-    local pol = fx.dir .. "/p.lua"
-    helper.writefile(pol, 'return { max_age = "90d", on_state_saved = function(ctx) ctx:run{ "false" } end }')
-    r = fx.aap({ "token", "rotate", "--env-file", fx.env_path, "--policy", pol })
+    local pol = fx.policy('return { max_age = "90d", on_state_saved = function(ctx) ctx:run{ "false" } end }')
+    r = fx.rotate({ "--policy", pol })
     assert.equal(1, r.code, r.stderr)
     assert.matches("was written, but on_state_saved failed: .*false exited with status 1", r.stderr)
     assert.same(before, server_tokens())
@@ -118,8 +115,7 @@ describe("rotation killed at every step", function()
     local old = get("AAP_PAT")
     local saved = helper.readfile(fx.env_path)
     fx.sim:advance(100 * DAY)
-    local pol = fx.dir .. "/p.lua"
-    helper.writefile(pol, 'return { max_age = "90d", on_rotated = function() error("consumer unreachable") end }')
+    local pol = fx.policy('return { max_age = "90d", on_rotated = function() error("consumer unreachable") end }')
     local argv = { "token", "rotate", "--env-file", fx.env_path, "--policy", pol }
     r = fx.aap(argv)
     assert.equal(1, r.code, r.stderr)
@@ -130,7 +126,7 @@ describe("rotation killed at every step", function()
     helper.writefile(pol, 'return { max_age = "200d" }')
     -- a dry run says so, and writes nothing
     local before = helper.readfile(fx.env_path .. ".aap-state.json")
-    r = fx.aap({ "token", "rotate", "--env-file", fx.env_path, "--policy", pol, "--dry-run" })
+    r = fx.rotate({ "--policy", pol, "--dry-run" })
     assert.equal(0, r.code, r.stderr)
     assert.matches("would drop the rotation from token id=" .. token_id(old), r.stdout .. r.stderr)
     assert.equal(before, helper.readfile(fx.env_path .. ".aap-state.json"))
@@ -152,8 +148,7 @@ describe("rotation killed at every step", function()
     local a = get("AAP_PAT")
     local saved = helper.readfile(fx.env_path)
     fx.sim:advance(100 * DAY)
-    local pol = fx.dir .. "/p.lua"
-    helper.writefile(pol, 'return { max_age = "90d", grace = "120d" }')
+    local pol = fx.policy('return { max_age = "90d", grace = "120d" }')
     local argv = { "token", "rotate", "--env-file", fx.env_path, "--policy", pol }
     r = fx.aap(argv)
     assert.equal(0, r.code, r.stderr)
@@ -181,8 +176,7 @@ describe("rotation killed at every step", function()
     assert.equal(204, (fx.sim:json("DELETE", "/api/gateway/v1/tokens/" .. token_id(gone) .. "/",
       { basic = { "admin", helper.ADMIN_PASSWORD } })))
     local got = fx.dir .. "/handed-on"
-    local pol = fx.dir .. "/p.lua"
-    helper.writefile(pol, ([[return { max_age = "90d",
+    local pol = fx.policy(([[return { max_age = "90d",
       on_rotated = function(ctx) ctx:run{ "cp", "/dev/stdin", %q, stdin = ctx.new:secret() } end }]]):format(got))
     local argv = { "token", "rotate", "--env-file", fx.env_path, "--policy", pol }
     r = fx.aap(argv)
@@ -205,8 +199,7 @@ describe("rotation killed at every step", function()
       local r = fx.aap({ "token", "create", "--env-file", fx.env_path, "--application", app.name })
       assert.equal(0, r.code, r.stderr)
       fx.sim:advance(26 * DAY)
-      local pol = fx.dir .. "/p.lua"
-      helper.writefile(pol, 'return { max_age = "25d", strategy = "refresh" }')
+      local pol = fx.policy('return { max_age = "25d", strategy = "refresh" }')
       local env = admin_env({ AAP_CLIENT_ID = app.client_id, AAP_CLIENT_SECRET = app.client_secret })
       local argv = { "token", "rotate", "--env-file", fx.env_path, "--policy", pol }
       env.AAP_FAULT_EXIT_AT = step
